@@ -1,0 +1,111 @@
+//! The state behind the map mutex: the dirty map, the miss counter, and what a locked section
+//! must drop only after unlocking.
+
+use crate::entry::Entry;
+use crate::snapshot::{find, insert_unique, Snapshot, Table};
+use crate::sync::Arc;
+use hashbrown::HashTable;
+use std::borrow::Borrow;
+
+/// Everything the map mutex guards.
+pub(crate) struct Dirty<K, V> {
+    /// Every non-expunged entry of the read table plus the keys added since the last
+    /// promotion; `None` right after a promotion or a clear.
+    pub(crate) table: Option<Table<K, V>>,
+    /// Locked lookups since the last promotion.
+    pub(crate) misses: usize,
+    pub(crate) promotions: u64,
+    pub(crate) rebuilds: u64,
+    pub(crate) rotations: u64,
+}
+
+/// Where a locked lookup found a key.
+pub(crate) enum Located<K, V> {
+    /// In the read table (re-checked under the lock).
+    Read(Arc<Entry<K, V>>),
+    /// Only in the dirty map.
+    Dirty(Arc<Entry<K, V>>),
+    Absent,
+}
+
+impl<K, V> Dirty<K, V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            table: None,
+            misses: 0,
+            promotions: 0,
+            rebuilds: 0,
+            rotations: 0,
+        }
+    }
+
+    /// Entries in the dirty map, tombstones included (Go's `len(dirty)`).
+    pub(crate) fn len(&self) -> usize {
+        self.table.as_ref().map_or(0, HashTable::len)
+    }
+
+    /// Looks a key up in the re-loaded snapshot, then in the dirty map.
+    pub(crate) fn locate<Q>(&self, snapshot: &Snapshot<K, V>, hash: u64, key: &Q) -> Located<K, V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        if let Some(entry) = snapshot.find(hash, key) {
+            return Located::Read(entry.clone());
+        }
+        match self.table.as_ref().and_then(|table| find(table, hash, key)) {
+            Some(entry) => Located::Dirty(entry.clone()),
+            None => Located::Absent,
+        }
+    }
+
+    /// Takes a dirty-only key out of the dirty map (Go deletes it there so that removed
+    /// dirty-only keys are really freed, golang/go#40999).
+    pub(crate) fn take(&mut self, entry: &Arc<Entry<K, V>>) -> Option<Arc<Entry<K, V>>> {
+        let table = self.table.as_mut()?;
+        let found = table.find_entry(entry.hash, |candidate| Arc::ptr_eq(candidate, entry));
+        found.ok().map(|slot| slot.remove().0)
+    }
+
+    /// Adds an entry that is in neither map yet, or an entry of the read table that was just
+    /// unexpunged. The dirty map exists whenever this is called.
+    pub(crate) fn put(&mut self, entry: Arc<Entry<K, V>>) {
+        let table = self
+            .table
+            .as_mut()
+            .expect("dirty map exists while amended or unexpunging");
+        insert_unique(table, entry);
+    }
+
+    /// Builds the dirty map from the read table, expunging its tombstones (Go: `dirtyLocked`).
+    /// O(n), once per promotion cycle; copies `(hash, Arc)` pairs and never hashes a key again.
+    pub(crate) fn rebuild_from(&mut self, read: &Table<K, V>) {
+        if self.table.is_some() {
+            return;
+        }
+        let mut table = HashTable::with_capacity(read.len());
+        for entry in read.iter().filter(|entry| !entry.try_expunge_locked()) {
+            insert_unique(&mut table, entry.clone());
+        }
+        self.table = Some(table);
+        self.rebuilds += 1;
+    }
+}
+
+/// What a locked section displaced: dropped after the mutex is released, because dropping
+/// keys, values and snapshots runs user code (`Drop`), which must never run under the lock.
+pub(crate) struct Garbage<K, V> {
+    pub(crate) snapshot: Option<Arc<Snapshot<K, V>>>,
+    pub(crate) table: Option<Table<K, V>>,
+    pub(crate) key: Option<K>,
+}
+
+impl<K, V> Default for Garbage<K, V> {
+    fn default() -> Self {
+        Self {
+            snapshot: None,
+            table: None,
+            key: None,
+        }
+    }
+}

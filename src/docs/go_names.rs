@@ -1,0 +1,26 @@
+//! Go's `sync.Map` names and their `DualMap` counterparts.
+//!
+//! | Go (`sync.Map`) | dualmap | notes |
+//! |---|---|---|
+//! | `Load(k)` | [`get`](crate::DualMap::get), [`get_cloned`](crate::DualMap::get_cloned), [`contains_key`](crate::DualMap::contains_key) | `get` returns a [`Ref`](crate::Ref) that holds no lock |
+//! | `Store(k, v)` | [`insert`](crate::DualMap::insert) (drop the result) | |
+//! | `Swap(k, v)` | [`insert`](crate::DualMap::insert) | returns the previous value |
+//! | `LoadOrStore(k, v)` | [`get_or_insert`](crate::DualMap::get_or_insert), [`try_insert`](crate::DualMap::try_insert) | `loaded` is [`GetOrInsert::Loaded`](crate::GetOrInsert::Loaded); `try_insert` gives the value back |
+//! | (none, golang/go#44159) | [`get_or_insert_with`](crate::DualMap::get_or_insert_with) | the closure runs only for an absent key, with no lock held |
+//! | `LoadAndDelete(k)`, `Delete(k)` | [`remove`](crate::DualMap::remove) | |
+//! | `CompareAndSwap(k, old, new)` | [`compare_and_swap`](crate::DualMap::compare_and_swap) | never inserts; gives `new` back on failure |
+//! | `CompareAndDelete(k, old)` | [`compare_and_remove`](crate::DualMap::compare_and_remove) | |
+//! | `Range(f)` | [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain) | a `for` loop; `break` stops it |
+//! | `Clear()` | [`clear`](crate::DualMap::clear) | |
+//! | (none, golang/go#20680) | [`len`](crate::DualMap::len), [`is_empty`](crate::DualMap::is_empty) | O(1), no lock |
+//!
+//! ```
+//! // Go:  v, loaded := m.LoadOrStore("k", 1)
+//! let m = dualmap::DualMap::new();
+//! let loaded = !m.get_or_insert("k", 1).is_inserted();
+//! assert!(!loaded);
+//! // Go:  m.Range(func(k, v any) bool { ...; return true })
+//! for (k, v) in &m {
+//!     assert_eq!((*k, *v), ("k", 1));
+//! }
+//! ```

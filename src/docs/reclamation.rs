@@ -1,0 +1,36 @@
+//! How displaced values are freed, and what a held handle keeps alive.
+//!
+//! A store, remove or compare-and-swap that displaces a value cannot free it at once: another
+//! thread may be reading it. Every published read snapshot is a reclamation *epoch*. A
+//! displaced value is *retired* to the epoch of the snapshot that is current right after the
+//! displacement, and freed when that epoch is dropped. An epoch is dropped when its snapshot
+//! is no longer published or pinned **and** every older epoch is dropped, because each epoch
+//! keeps its successor alive.
+//!
+//! So a handle ([`Ref`](crate::Ref), an iterator or one of its items) pins the snapshot it
+//! came from *and every value retired after it*, until it is dropped. Short-lived handles
+//! cost nothing; a handle kept for minutes under a heavy overwrite load keeps every value
+//! displaced meanwhile in memory. [`Stats::retired`](crate::Stats::retired) shows how many
+//! values wait.
+//!
+//! When no promotion happens for a long time (an overwrite-only workload), the map
+//! republishes the same snapshot under a fresh epoch every 64 retired values (a *rotation*,
+//! counted in [`Stats::rotations`](crate::Stats::rotations)), so the garbage stays bounded.
+//!
+//! ```
+//! let map = dualmap::DualMap::new();
+//! map.insert(0, 0);
+//! for i in 1..10_000 {
+//!     map.insert(0, i); // each overwrite retires the previous value
+//! }
+//! assert!(map.stats().retired <= 64); // freed as epochs rotate, with no handle held
+//! let held = map.get(&0).unwrap();
+//! for i in 0..1_000 {
+//!     map.insert(0, i);
+//! }
+//! assert!(map.stats().retired >= 1_000 - 64); // `held` pins them
+//! drop(held);
+//! map.insert(0, 0);
+//! ```
+//!
+//! The values are dropped on whichever thread releases the last pin, with no lock held.

@@ -1,0 +1,301 @@
+//! The entry state machine: one key and an atomic value slot shared by the read snapshot and
+//! the dirty map.
+//!
+//! The slot holds one of three things:
+//! - a pointer to a [`ValueNode`]: the key is present with that value;
+//! - `NIL` (null): the key is deleted; the dirty map, if it exists, holds this same entry;
+//! - `EXPUNGED` (the address of a private static): deleted and absent from the dirty map.
+//!
+//! Every lock-free transition is a single atomic operation on the slot. `EXPUNGED` is entered
+//! and left only under the map mutex (see the `*_locked` methods); every lock-free method
+//! refuses it so that the caller falls back to the locked path.
+//!
+//! Every access to the slot is `SeqCst`. The reclamation argument (DESIGN.md, "Reclamation")
+//! needs a reader's load of the slot and a writer's swap of it to be ordered in one total order
+//! with the snapshot loads; on x86-64 a `SeqCst` load is a plain `mov` and an RMW is `lock`ed
+//! anyway, so this costs nothing there.
+
+use crate::sync::{exclusive_ptr, AtomicPtr};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering::SeqCst;
+
+/// A value as the map stores it: one heap node per written value. The two link fields are
+/// written only by the thread that retires the node (see `reclaim`), never read by readers,
+/// and never overlap `value`, so readers holding `&V` and the retiring thread do not race.
+pub(crate) struct ValueNode<V> {
+    pub(crate) value: V,
+    /// Next node on the retirement stack of an epoch.
+    pub(crate) retired_next: *mut ValueNode<V>,
+    /// How many nodes the retirement stack holds up to and including this one.
+    pub(crate) retired_depth: usize,
+}
+
+/// A value node that has not been published in a slot yet. Dropping it frees the node, so a
+/// value offered to an operation that fails or panics is never leaked.
+pub(crate) struct OwnedValue<V>(NonNull<ValueNode<V>>, PhantomData<ValueNode<V>>);
+
+impl<V> OwnedValue<V> {
+    pub(crate) fn new(value: V) -> Self {
+        let node = Box::new(ValueNode {
+            value,
+            retired_next: ptr::null_mut(),
+            retired_depth: 0,
+        });
+        Self(NonNull::from(Box::leak(node)), PhantomData)
+    }
+
+    fn as_ptr(&self) -> *mut ValueNode<V> {
+        self.0.as_ptr()
+    }
+
+    /// Hands the node over to a slot that now holds it.
+    fn publish(self) -> NonNull<ValueNode<V>> {
+        let node = self.0;
+        std::mem::forget(self);
+        node
+    }
+
+    /// Takes the value back out of a node that was never published.
+    pub(crate) fn into_inner(self) -> V {
+        let node = self.publish();
+        // SAFETY: the node came from `Box::leak` in `new` and was never published, so this is
+        // the only pointer to it.
+        unsafe { Box::from_raw(node.as_ptr()) }.value
+    }
+}
+
+impl<V> Drop for OwnedValue<V> {
+    fn drop(&mut self) {
+        // SAFETY: an unpublished node is owned by `self` alone (see `into_inner`).
+        drop(unsafe { Box::from_raw(self.as_ptr()) });
+    }
+}
+
+/// A value node that this thread took out of a slot. Readers may still be reading it, so it
+/// must be retired (see `reclaim`), never freed directly.
+pub(crate) struct Displaced<V>(pub(crate) NonNull<ValueNode<V>>);
+
+/// The address that marks a slot as expunged. It is never dereferenced and can never equal a
+/// heap allocation.
+fn expunged<V>() -> *mut ValueNode<V> {
+    static EXPUNGED_MARK: u8 = 0;
+    ptr::addr_of!(EXPUNGED_MARK) as *mut ValueNode<V>
+}
+
+/// What a slot holds, decoded.
+enum Slot<V> {
+    Value(NonNull<ValueNode<V>>),
+    Nil,
+    Expunged,
+}
+
+fn decode<V>(raw: *mut ValueNode<V>) -> Slot<V> {
+    if raw == expunged() {
+        Slot::Expunged
+    } else {
+        NonNull::new(raw).map_or(Slot::Nil, Slot::Value)
+    }
+}
+
+/// The value a node holds, for a caller that keeps the node alive (by pinning a snapshot that
+/// can reach it, or by holding its entry).
+///
+/// # Safety
+/// The node must not be freed while the returned reference is alive.
+pub(crate) unsafe fn value_of<'a, V>(node: NonNull<ValueNode<V>>) -> &'a V {
+    // SAFETY: the caller keeps the node alive; `value` is never written after publication.
+    unsafe { &*ptr::addr_of!((*node.as_ptr()).value) }
+}
+
+/// The outcome of a store into an entry that may be deleted.
+pub(crate) enum Stored<V> {
+    /// The slot took the new value; it held this before (`None`: the key was absent).
+    Replaced(Option<Displaced<V>>),
+    /// The entry is expunged: the caller must take the lock. The value is handed back.
+    Expunged(OwnedValue<V>),
+}
+
+/// The outcome of a load-or-store on an entry.
+pub(crate) enum LoadedOrStored<V> {
+    /// The key was present; the offered value is handed back.
+    Loaded(NonNull<ValueNode<V>>, OwnedValue<V>),
+    /// The slot was empty and now holds the offered value.
+    Stored(NonNull<ValueNode<V>>),
+    /// The entry is expunged: the caller must take the lock.
+    Expunged(OwnedValue<V>),
+}
+
+/// One key of the map and its value slot. Shared (through `Arc`) by the read snapshot, the
+/// dirty map and any handle that reached it under the lock.
+pub(crate) struct Entry<K, V> {
+    pub(crate) key: K,
+    pub(crate) hash: u64,
+    slot: AtomicPtr<ValueNode<V>>,
+    /// The entry owns the node its slot points to.
+    _owns: PhantomData<ValueNode<V>>,
+}
+
+// SAFETY: through `&Entry` a thread can read `&K` and `&V` (needs `Sync`) and can swap a value
+// out of the slot and later drop it on this thread (needs `Send`); dropping the entry drops the
+// key and the current value on whichever thread drops last (needs `Send`). `AtomicPtr` alone
+// would make `Entry` `Send + Sync` for any `V`, hence the explicit bounds.
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for Entry<K, V> {}
+// SAFETY: as above.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
+
+impl<K, V> Entry<K, V> {
+    pub(crate) fn new(key: K, hash: u64, value: OwnedValue<V>) -> Self {
+        Self {
+            key,
+            hash,
+            slot: AtomicPtr::new(value.publish().as_ptr()),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The current value, or `None` if the key is deleted.
+    pub(crate) fn load(&self) -> Option<NonNull<ValueNode<V>>> {
+        match decode(self.slot.load(SeqCst)) {
+            Slot::Value(node) => Some(node),
+            Slot::Nil | Slot::Expunged => None,
+        }
+    }
+
+    /// Stores `new` unless the entry is expunged (Go: `trySwap`).
+    pub(crate) fn try_swap(&self, new: OwnedValue<V>) -> Stored<V> {
+        let mut current = self.slot.load(SeqCst);
+        loop {
+            if let Slot::Expunged = decode(current) {
+                return Stored::Expunged(new);
+            }
+            match self
+                .slot
+                .compare_exchange_weak(current, new.as_ptr(), SeqCst, SeqCst)
+            {
+                Ok(previous) => {
+                    new.publish();
+                    return Stored::Replaced(NonNull::new(previous).map(Displaced));
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Stores `new` into an entry known not to be expunged. Only under the map mutex, after
+    /// `unexpunge_locked` or for an entry of the dirty map: nobody else can expunge it then.
+    pub(crate) fn swap_locked(&self, new: OwnedValue<V>) -> Option<Displaced<V>> {
+        let previous = self.slot.swap(new.publish().as_ptr(), SeqCst);
+        debug_assert!(previous != expunged());
+        NonNull::new(previous).map(Displaced)
+    }
+
+    /// Returns the present value, or stores `new` into an empty slot (Go: `tryLoadOrStore`).
+    pub(crate) fn try_load_or_store(&self, new: OwnedValue<V>) -> LoadedOrStored<V> {
+        let mut current = self.slot.load(SeqCst);
+        loop {
+            match decode(current) {
+                Slot::Value(node) => return LoadedOrStored::Loaded(node, new),
+                Slot::Expunged => return LoadedOrStored::Expunged(new),
+                Slot::Nil => {}
+            }
+            match self
+                .slot
+                .compare_exchange_weak(current, new.as_ptr(), SeqCst, SeqCst)
+            {
+                Ok(_) => return LoadedOrStored::Stored(new.publish()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Deletes the value if `reject` says so for the value the slot holds at that moment, and
+    /// returns it. `reject` runs again if the value changes between the test and the delete,
+    /// so a value is removed only if `reject` was true for that very value.
+    pub(crate) fn delete_if(&self, mut reject: impl FnMut(&V) -> bool) -> Option<Displaced<V>> {
+        let mut current = self.slot.load(SeqCst);
+        loop {
+            let Slot::Value(node) = decode(current) else {
+                return None;
+            };
+            // SAFETY: the caller keeps every value this entry can hold alive (module docs of
+            // `reclaim`): it pins a snapshot that reaches the entry, or holds the entry.
+            if !reject(unsafe { value_of(node) }) {
+                return None;
+            }
+            match self
+                .slot
+                .compare_exchange_weak(current, ptr::null_mut(), SeqCst, SeqCst)
+            {
+                Ok(_) => return Some(Displaced(node)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Replaces the value with `new` if it equals `expected`; hands `new` back otherwise.
+    pub(crate) fn compare_and_swap(
+        &self,
+        expected: &V,
+        new: OwnedValue<V>,
+    ) -> Result<Displaced<V>, OwnedValue<V>>
+    where
+        V: PartialEq,
+    {
+        let mut current = self.slot.load(SeqCst);
+        loop {
+            let Slot::Value(node) = decode(current) else {
+                return Err(new);
+            };
+            // SAFETY: as in `delete_if`.
+            if unsafe { value_of(node) } != expected {
+                return Err(new);
+            }
+            match self
+                .slot
+                .compare_exchange_weak(current, new.as_ptr(), SeqCst, SeqCst)
+            {
+                Ok(_) => {
+                    new.publish();
+                    return Ok(Displaced(node));
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Turns a tombstone into an expunged entry; true if the entry is expunged afterwards.
+    /// Only under the map mutex, during a dirty rebuild (Go: `tryExpungeLocked`).
+    pub(crate) fn try_expunge_locked(&self) -> bool {
+        let mut current = self.slot.load(SeqCst);
+        while current.is_null() {
+            match self
+                .slot
+                .compare_exchange(current, expunged(), SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+        current == expunged()
+    }
+
+    /// Turns an expunged entry back into a tombstone; true if it was expunged, in which case
+    /// the caller must put the entry back into the dirty map before releasing the mutex.
+    pub(crate) fn unexpunge_locked(&self) -> bool {
+        self.slot
+            .compare_exchange(expunged(), ptr::null_mut(), SeqCst, SeqCst)
+            .is_ok()
+    }
+}
+
+impl<K, V> Drop for Entry<K, V> {
+    fn drop(&mut self) {
+        if let Slot::Value(node) = decode(exclusive_ptr(&mut self.slot)) {
+            // SAFETY: the last `Arc` of the entry is gone, so no map, snapshot or handle can
+            // reach the entry, and a reader of the current value always holds one of those
+            // (DESIGN.md, "Reclamation"). The node came from `OwnedValue::new`.
+            drop(unsafe { Box::from_raw(node.as_ptr()) });
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! A read-optimized concurrent hash map: Go's `sync.Map` read/dirty design in Rust.
+//!
+//! [`DualMap`] keeps an immutable *read snapshot* of its keys, published through
+//! [`arc_swap`], and a *dirty map* of the keys added since, behind a mutex. Both maps share
+//! their entries, so a value stored through either is seen through both at once. Reading or
+//! overwriting a key of the snapshot takes no lock and writes no shared cache line besides the
+//! entry itself; lookups that miss the snapshot lock and are counted, and once they add up to
+//! the size of the dirty map it is promoted to be the snapshot in one pointer switch.
+//!
+//! ```
+//! use dualmap::DualMap;
+//!
+//! let sessions = DualMap::new();
+//! sessions.insert("token-1", "alice");
+//! assert_eq!(*sessions.get("token-1").unwrap(), "alice");
+//! sessions.insert("token-1", "bob"); // lock-free overwrite of a known key
+//! assert_eq!(sessions.remove("token-1").as_deref(), Some(&"bob"));
+//! assert!(sessions.is_empty());
+//! ```
+//!
+//! # When to use it
+//! - Read-mostly maps whose key set is stable or grows slowly: session stores, config and
+//!   feature-flag tables, routing and handle maps, caches that mostly grow.
+//! - Many threads overwriting or compare-and-swapping *existing* keys.
+//! - Threads working on disjoint key sets.
+//!
+//! # When not to
+//! - Workloads that insert new keys all the time (every new key takes one global mutex), or
+//!   that churn keys in and out: a sharded map such as `dashmap` does better.
+//! - Values you need to mutate in place: values are replaced, not locked.
+//!
+//! # Guarantees
+//! - Every single-key operation is linearizable.
+//! - [`Ref`]s and iteration items hold no lock: holding one cannot deadlock anything.
+//! - Iteration visits every key present when it starts exactly once.
+//! - User code (`Drop`, `PartialEq` of values, closures) never runs under the map's mutex;
+//!   only `Eq` of keys does, before anything is changed. A panic in any of it leaves the map
+//!   usable and leaks nothing.
+//! - `Hash`, `Eq` and `Drop` of keys must not call into the same map.
+//!
+//! The [`docs`] module has the Go name table, the reclamation scheme and performance notes.
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod dirty;
+pub mod docs;
+mod entry;
+mod iter;
+mod map;
+mod raw;
+mod reclaim;
+#[cfg(feature = "serde")]
+mod serde_impls;
+mod snapshot;
+mod stats;
+mod sync;
+mod value_ref;
+
+pub use iter::{Iter, Keys, Pinned, Values};
+pub use map::{DualMap, GetOrInsert, OccupiedError};
+pub use stats::Stats;
+pub use value_ref::Ref;

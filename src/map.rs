@@ -1,0 +1,624 @@
+//! The public map: hashes keys with the map's `BuildHasher` and delegates to the raw map.
+
+use crate::entry::OwnedValue;
+use crate::iter::{Iter, Keys, Values};
+use crate::raw::RawMap;
+use crate::value_ref::Ref;
+use crate::Stats;
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+
+/// A concurrent hash map for read-mostly workloads: Go's `sync.Map` read/dirty design.
+///
+/// Reads of keys in the published read snapshot take no lock and write no shared memory;
+/// overwrites of existing keys are a single compare-and-swap. New keys go to a dirty map
+/// behind a mutex, which is promoted to be the read snapshot once lookups that missed the
+/// snapshot add up to its size. See the [crate docs](crate) for when to use it, and
+/// [`docs::go_names`](crate::docs::go_names) for the `sync.Map` → `DualMap` table.
+///
+/// All methods take `&self`: share the map through an `Arc` or a `static`.
+///
+/// ```
+/// use dualmap::DualMap;
+/// use std::sync::Arc;
+///
+/// let flags = Arc::new(DualMap::new());
+/// flags.insert("dark-mode", true);
+/// let reader = {
+///     let flags = Arc::clone(&flags);
+///     std::thread::spawn(move || flags.get_cloned("dark-mode"))
+/// };
+/// assert_eq!(reader.join().unwrap(), Some(true));
+/// ```
+pub struct DualMap<K, V, S = ahash::RandomState> {
+    raw: RawMap<K, V>,
+    hasher: S,
+}
+
+/// The result of [`DualMap::get_or_insert`] and [`DualMap::get_or_insert_with`]: whether the
+/// key was already present (Go's `loaded`), and a reference to the value now in the map.
+///
+/// ```
+/// use dualmap::{DualMap, GetOrInsert};
+///
+/// let map = DualMap::new();
+/// assert!(matches!(map.get_or_insert(1, "a"), GetOrInsert::Inserted(_)));
+/// match map.get_or_insert(1, "b") {
+///     GetOrInsert::Loaded(current) => assert_eq!(*current, "a"),
+///     GetOrInsert::Inserted(_) => unreachable!(),
+/// }
+/// ```
+#[must_use = "tells whether the value was inserted"]
+pub enum GetOrInsert<K, V> {
+    /// The key was present; the offered value was dropped. Holds the present value.
+    Loaded(Ref<K, V>),
+    /// The key was absent; holds the value just inserted.
+    Inserted(Ref<K, V>),
+}
+
+impl<K, V> GetOrInsert<K, V> {
+    /// True if the offered value was inserted.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// assert!(map.get_or_insert("k", 1).is_inserted());
+    /// assert!(!map.get_or_insert("k", 2).is_inserted());
+    /// ```
+    pub fn is_inserted(&self) -> bool {
+        matches!(self, GetOrInsert::Inserted(_))
+    }
+
+    /// The value in the map, whichever way it got there.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert("k", 1);
+    /// assert_eq!(*map.get_or_insert("k", 2).into_ref(), 1);
+    /// ```
+    pub fn into_ref(self) -> Ref<K, V> {
+        match self {
+            GetOrInsert::Loaded(value) | GetOrInsert::Inserted(value) => value,
+        }
+    }
+}
+
+impl<K, V: fmt::Debug> fmt::Debug for GetOrInsert<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetOrInsert::Loaded(value) => f.debug_tuple("Loaded").field(&**value).finish(),
+            GetOrInsert::Inserted(value) => f.debug_tuple("Inserted").field(&**value).finish(),
+        }
+    }
+}
+
+/// The error of [`DualMap::try_insert`]: the key was present. Holds the present value and
+/// gives the offered one back.
+///
+/// ```
+/// let map = dualmap::DualMap::new();
+/// map.insert("k", String::from("old"));
+/// let err = map.try_insert("k", String::from("new")).unwrap_err();
+/// assert_eq!(*err.current, "old");
+/// assert_eq!(err.not_inserted, "new");
+/// ```
+pub struct OccupiedError<K, V> {
+    /// The value in the map.
+    pub current: Ref<K, V>,
+    /// The value that was offered and not inserted.
+    pub not_inserted: V,
+}
+
+impl<K, V: fmt::Debug> fmt::Debug for OccupiedError<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OccupiedError")
+            .field("current", &*self.current)
+            .field("not_inserted", &self.not_inserted)
+            .finish()
+    }
+}
+
+impl<K, V: fmt::Debug> fmt::Display for OccupiedError<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "key already present with value {:?}; {:?} was not inserted",
+            &*self.current, self.not_inserted
+        )
+    }
+}
+
+impl<K, V: fmt::Debug> std::error::Error for OccupiedError<K, V> {}
+
+impl<K, V> DualMap<K, V, ahash::RandomState> {
+    /// An empty map with the default hasher. Allocates nothing for entries until the first
+    /// insert.
+    ///
+    /// ```
+    /// let map: dualmap::DualMap<u64, String> = dualmap::DualMap::new();
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::with_hasher(ahash::RandomState::new())
+    }
+
+    /// An empty map whose first read table has room for `capacity` keys.
+    ///
+    /// ```
+    /// let map: dualmap::DualMap<u64, u64> = dualmap::DualMap::with_capacity(1_000);
+    /// assert_eq!(map.len(), 0);
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacity_and_hasher(capacity, ahash::RandomState::new())
+    }
+}
+
+impl<K, V, S> DualMap<K, V, S> {
+    /// An empty map that hashes keys with `hasher`.
+    ///
+    /// ```
+    /// use std::collections::hash_map::RandomState;
+    /// let map = dualmap::DualMap::with_hasher(RandomState::new());
+    /// map.insert(1, 2);
+    /// assert_eq!(map.get_cloned(&1), Some(2));
+    /// ```
+    pub fn with_hasher(hasher: S) -> Self {
+        Self::with_capacity_and_hasher(0, hasher)
+    }
+
+    /// An empty map with room for `capacity` keys that hashes keys with `hasher`.
+    ///
+    /// ```
+    /// let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+    /// let map: dualmap::DualMap<u8, u8, _> = dualmap::DualMap::with_capacity_and_hasher(16, hasher);
+    /// assert!(map.is_empty());
+    /// ```
+    pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        Self {
+            raw: RawMap::with_capacity(capacity),
+            hasher,
+        }
+    }
+
+    /// The map's hasher.
+    ///
+    /// ```
+    /// use std::hash::BuildHasher;
+    /// let map: dualmap::DualMap<u8, u8> = dualmap::DualMap::new();
+    /// let _same_hash = map.hasher().hash_one(7u8);
+    /// ```
+    pub fn hasher(&self) -> &S {
+        &self.hasher
+    }
+
+    /// The number of keys present, in O(1) and without locking (Go's `sync.Map` has no
+    /// length). Exact whenever no insert or remove is in flight; while some are, it is a value
+    /// the length had or is about to have.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert("a", 1);
+    /// map.insert("b", 2);
+    /// map.remove("a");
+    /// assert_eq!(map.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// True if no key is present; as exact as [`len`](Self::len).
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// assert!(map.is_empty());
+    /// map.insert(1, 1);
+    /// assert!(!map.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes every key (Go's `Clear`). Readers that pinned a snapshot before the call keep
+    /// seeing the old contents through their handles. On an empty map it neither locks nor
+    /// allocates.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, "a");
+    /// map.clear();
+    /// assert!(map.is_empty());
+    /// assert!(map.get(&1).is_none());
+    /// ```
+    pub fn clear(&self) {
+        self.raw.clear();
+    }
+
+    /// Iterates over every key present when the call starts, each exactly once (Go's
+    /// `Range`). Keys inserted meanwhile may be missed; each value is read when its key is
+    /// visited. No lock is held while iterating: the loop body may call any method, including
+    /// a nested `iter`. On a map with keys only the dirty map holds, the call first promotes
+    /// the dirty map (one lock, no copy).
+    ///
+    /// The items pin the snapshot being iterated (see [`Ref`]); they are not `Send`.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// for i in 0..4 {
+    ///     map.insert(i, i * 10);
+    /// }
+    /// let mut seen: Vec<(i32, i32)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+    /// seen.sort();
+    /// assert_eq!(seen, [(0, 0), (1, 10), (2, 20), (3, 30)]);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter::new(self.raw.pin_for_iteration())
+    }
+
+    /// Iterates over the keys, as [`iter`](Self::iter) does.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert("only", ());
+    /// assert_eq!(map.keys().map(|k| *k).collect::<Vec<_>>(), ["only"]);
+    /// ```
+    pub fn keys(&self) -> Keys<'_, K, V> {
+        Keys(self.iter())
+    }
+
+    /// Iterates over the values, as [`iter`](Self::iter) does.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, 5);
+    /// map.insert(2, 7);
+    /// assert_eq!(map.values().map(|v| *v).sum::<i32>(), 12);
+    /// ```
+    pub fn values(&self) -> Values<'_, K, V> {
+        Values(self.iter())
+    }
+
+    /// Removes every key for which `keep` returns false. Visits the keys present when the
+    /// call starts, like [`iter`](Self::iter), and holds no lock while `keep` runs. A value
+    /// is removed only if `keep` returned false for that very value: if another thread
+    /// replaces it meanwhile, `keep` is asked again about the new one.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// for i in 0..10 {
+    ///     map.insert(i, i);
+    /// }
+    /// map.retain(|_, v| v % 2 == 0);
+    /// assert_eq!(map.len(), 5);
+    /// assert!(map.get(&3).is_none());
+    /// ```
+    pub fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
+        self.raw.retain(keep);
+    }
+
+    /// Counters that show what the map is doing: sizes, misses, promotions, rebuilds and
+    /// retired values. Takes the map's mutex briefly, so the fields are mutually consistent.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, 1); // a new key goes to the dirty map
+    /// let stats = map.stats();
+    /// assert_eq!(stats.len, 1);
+    /// assert_eq!(stats.dirty_len, Some(1));
+    /// assert!(stats.amended);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.raw.stats()
+    }
+}
+
+impl<K, V, S> DualMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The value of `key` (Go's `Load`), as a [`Ref`] that holds no lock. A key in the read
+    /// snapshot costs no lock and no shared write; a key only the dirty map holds takes the
+    /// mutex and counts a miss.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(String::from("k"), 1);
+    /// assert_eq!(*map.get("k").unwrap(), 1); // look up a String key by &str
+    /// assert!(map.get("missing").is_none());
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<Ref<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.raw.get(self.hash(key), key)
+    }
+
+    /// A clone of the value of `key`.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, vec![1]);
+    /// assert_eq!(map.get_cloned(&1), Some(vec![1]));
+    /// ```
+    pub fn get_cloned<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.get(key).map(|value| V::clone(&value))
+    }
+
+    /// True if `key` is present.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, ());
+    /// assert!(map.contains_key(&1));
+    /// assert!(!map.contains_key(&2));
+    /// ```
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+
+    /// Stores `value` under `key` and returns the previous value (Go's `Swap`; `Store` is
+    /// this with the result dropped). Overwriting a key of the read snapshot is one
+    /// compare-and-swap; a new key takes the mutex.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// assert!(map.insert("k", 1).is_none());
+    /// assert_eq!(*map.insert("k", 2).unwrap(), 1);
+    /// assert_eq!(map.get_cloned("k"), Some(2));
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> Option<Ref<K, V>> {
+        let hash = self.hash(&key);
+        self.raw.insert(key, hash, value)
+    }
+
+    /// Returns the value of `key` if present, else inserts `value` (Go's `LoadOrStore`). The
+    /// result says which happened; when the key was present, `value` is dropped (use
+    /// [`try_insert`](Self::try_insert) to get it back).
+    ///
+    /// ```
+    /// use dualmap::GetOrInsert;
+    /// let map = dualmap::DualMap::new();
+    /// let first = map.get_or_insert("session", 7);
+    /// assert!(first.is_inserted());
+    /// assert_eq!(*map.get_or_insert("session", 8).into_ref(), 7);
+    /// ```
+    pub fn get_or_insert(&self, key: K, value: V) -> GetOrInsert<K, V> {
+        match self.try_insert(key, value) {
+            Ok(inserted) => GetOrInsert::Inserted(inserted),
+            Err(occupied) => GetOrInsert::Loaded(occupied.current),
+        }
+    }
+
+    /// Inserts `value` only if `key` is absent; otherwise returns the present value and gives
+    /// `value` back.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// assert_eq!(*map.try_insert(1, 'a').unwrap(), 'a');
+    /// assert_eq!(map.try_insert(1, 'b').unwrap_err().not_inserted, 'b');
+    /// ```
+    pub fn try_insert(&self, key: K, value: V) -> Result<Ref<K, V>, OccupiedError<K, V>> {
+        let hash = self.hash(&key);
+        self.raw
+            .get_or_insert(key, hash, OwnedValue::new(value))
+            .map_err(|(current, offered)| OccupiedError {
+                current,
+                not_inserted: offered.into_inner(),
+            })
+    }
+
+    /// Returns the value of `key` if present, else inserts the result of `make`. `make` runs
+    /// only if the key is absent when checked, at most once per call, and with no lock held
+    /// (so it may use the map). If another thread inserts the key while `make` runs, that
+    /// value wins, the result of `make` is dropped and `Loaded` is returned.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// let mut calls = 0;
+    /// map.get_or_insert_with("k", || { calls += 1; 1 });
+    /// map.get_or_insert_with("k", || { calls += 1; 2 });
+    /// assert_eq!(calls, 1);
+    /// assert_eq!(map.get_cloned("k"), Some(1));
+    /// ```
+    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> GetOrInsert<K, V> {
+        if let Some(present) = self.get(&key) {
+            return GetOrInsert::Loaded(present);
+        }
+        self.get_or_insert(key, make())
+    }
+
+    /// Removes `key` and returns its value (Go's `LoadAndDelete`; `Delete` is this with the
+    /// result dropped). A key of the read snapshot becomes a tombstone without locking; a key
+    /// only the dirty map holds is taken out of it under the mutex.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert("k", 1);
+    /// assert_eq!(*map.remove("k").unwrap(), 1);
+    /// assert!(map.remove("k").is_none());
+    /// ```
+    pub fn remove<Q>(&self, key: &Q) -> Option<Ref<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.raw.remove(self.hash(key), key)
+    }
+
+    /// Replaces the value of `key` with `new` if it equals `expected` (Go's
+    /// `CompareAndSwap`). Never inserts: an absent key fails. On failure `new` is given back.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert("k", 1);
+    /// assert_eq!(map.compare_and_swap("k", &1, 2), Ok(()));
+    /// assert_eq!(map.compare_and_swap("k", &1, 3), Err(3));
+    /// assert_eq!(map.compare_and_swap("absent", &0, 0), Err(0));
+    /// ```
+    pub fn compare_and_swap<Q>(&self, key: &Q, expected: &V, new: V) -> Result<(), V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        self.raw
+            .compare_and_swap(self.hash(key), key, expected, OwnedValue::new(new))
+            .map_err(OwnedValue::into_inner)
+    }
+
+    /// Removes `key` if its value equals `expected` (Go's `CompareAndDelete`); true if it did.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert("k", 1);
+    /// assert!(!map.compare_and_remove("k", &2));
+    /// assert!(map.compare_and_remove("k", &1));
+    /// assert!(map.get("k").is_none());
+    /// ```
+    pub fn compare_and_remove<Q>(&self, key: &Q, expected: &V) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: PartialEq,
+    {
+        self.raw.compare_and_remove(self.hash(key), key, expected)
+    }
+}
+
+impl<K, V> Default for DualMap<K, V, ahash::RandomState> {
+    /// An empty map, as [`DualMap::new`].
+    ///
+    /// ```
+    /// let map: dualmap::DualMap<u8, u8> = Default::default();
+    /// assert!(map.is_empty());
+    /// ```
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for DualMap<K, V, S> {
+    /// Formats the keys and values present, like a `HashMap` (iterates, see
+    /// [`DualMap::iter`]).
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, "one");
+    /// assert_eq!(format!("{map:?}"), r#"{1: "one"}"#);
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K, V, S> Clone for DualMap<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher + Clone,
+{
+    /// An independent copy of the keys and values present (as iterated by
+    /// [`DualMap::iter`]).
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, 1);
+    /// let copy = map.clone();
+    /// map.insert(1, 2);
+    /// assert_eq!(copy.get_cloned(&1), Some(1));
+    /// ```
+    fn clone(&self) -> Self {
+        let copy = Self::with_capacity_and_hasher(self.len(), self.hasher.clone());
+        for (key, value) in self {
+            copy.insert(K::clone(&key), V::clone(&value));
+        }
+        copy
+    }
+}
+
+impl<K, V, S> FromIterator<(K, V)> for DualMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher + Default,
+{
+    /// Builds a map from pairs; a later pair wins over an earlier one with the same key.
+    ///
+    /// ```
+    /// let map: dualmap::DualMap<_, _> = [(1, 'a'), (1, 'b')].into_iter().collect();
+    /// assert_eq!(map.get_cloned(&1), Some('b'));
+    /// ```
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let pairs = pairs.into_iter();
+        let map = Self::with_capacity_and_hasher(pairs.size_hint().0, S::default());
+        (&map).extend(pairs);
+        map
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for DualMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// Inserts every pair.
+    ///
+    /// ```
+    /// let mut map = dualmap::DualMap::new();
+    /// map.extend([(1, 1), (2, 2)]);
+    /// assert_eq!(map.len(), 2);
+    /// ```
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, pairs: I) {
+        (&*self).extend(pairs);
+    }
+}
+
+impl<K, V, S> Extend<(K, V)> for &DualMap<K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// Inserts every pair through a shared reference.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// (&map).extend([("a", 1)]);
+    /// assert_eq!(map.len(), 1);
+    /// ```
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, pairs: I) {
+        for (key, value) in pairs {
+            self.insert(key, value);
+        }
+    }
+}
+
+impl<'a, K, V, S> IntoIterator for &'a DualMap<K, V, S> {
+    type Item = <Iter<'a, K, V> as Iterator>::Item;
+    type IntoIter = Iter<'a, K, V>;
+
+    /// As [`DualMap::iter`].
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, 2);
+    /// for (k, v) in &map {
+    ///     assert_eq!((*k, *v), (1, 2));
+    /// }
+    /// ```
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}

@@ -1,0 +1,140 @@
+//! Reclamation of displaced values: every published snapshot is an epoch.
+//!
+//! A value taken out of a slot by a store, a remove or a compare-and-swap may still be read by
+//! a thread that loaded it a moment earlier. It is therefore *retired* to the epoch of the
+//! snapshot that is current after the displacement, and freed when that epoch is dropped.
+//! Each epoch keeps its successor alive, so a thread pinning an old snapshot keeps every later
+//! epoch, and so every value retired since, alive too. The argument that this is enough is in
+//! DESIGN.md ("Reclamation").
+//!
+//! Retired values are pushed onto a lock-free stack inside the epoch; the value nodes
+//! themselves are the stack's links, so retiring allocates nothing. When an epoch has
+//! collected [`ROTATE_EVERY`] values, the map publishes a fresh snapshot around the same table
+//! (a *rotation*) so that the full epoch can drain even when no promotion happens.
+
+use crate::entry::{Displaced, ValueNode};
+use crate::sync::{exclusive_ptr, Arc, AtomicPtr, AtomicUsize, Mutex};
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+/// How many retired values an epoch collects before the map rotates to a fresh one. The bound
+/// on garbage: with no long-lived handles, at most about this many displaced values per
+/// thread that is between a displacement and its retirement wait to be freed.
+pub(crate) const ROTATE_EVERY: usize = 64;
+
+/// One reclamation epoch, owned by one published snapshot and by its predecessor epoch.
+pub(crate) struct Epoch<V> {
+    /// Top of the stack of values retired to this epoch, linked through `retired_next`.
+    retired: AtomicPtr<ValueNode<V>>,
+    /// The epoch of the next published snapshot, set once, just before that publication.
+    successor: Mutex<Option<Arc<Epoch<V>>>>,
+    /// Map-wide count of retired values not yet freed, for `stats()`.
+    outstanding: Arc<AtomicUsize>,
+    _owns: PhantomData<ValueNode<V>>,
+}
+
+// SAFETY: the epoch owns retired values and drops them on whichever thread drops the epoch last
+// (needs `V: Send`); threads that retire into it only move values in (`Send`). Readers never
+// reach values through the epoch. `AtomicPtr` alone would make `Epoch` `Send + Sync` for any
+// `V`, hence the explicit bounds.
+unsafe impl<V: Send> Send for Epoch<V> {}
+// SAFETY: as above: `&Epoch` only allows pushing owned values.
+unsafe impl<V: Send> Sync for Epoch<V> {}
+
+impl<V> Epoch<V> {
+    pub(crate) fn new(outstanding: Arc<AtomicUsize>) -> Self {
+        Self {
+            retired: AtomicPtr::new(ptr::null_mut()),
+            successor: Mutex::new(None),
+            outstanding,
+            _owns: PhantomData,
+        }
+    }
+
+    /// A fresh epoch sharing this one's counter, linked as this one's successor. Only under the
+    /// map mutex, just before the snapshot owning the new epoch is published: from then on
+    /// anyone pinning this epoch also pins the new one.
+    pub(crate) fn begin_successor(&self) -> Arc<Epoch<V>> {
+        let next = Arc::new(Epoch::new(self.outstanding.clone()));
+        let previous = self.successor.lock().replace(next.clone());
+        debug_assert!(previous.is_none(), "an epoch has one successor");
+        next
+    }
+
+    /// Retired values of the whole map not yet freed.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Relaxed)
+    }
+
+    /// Retires a displaced value to this epoch. Returns true when this epoch has just filled
+    /// up and the caller should ask the map to rotate.
+    pub(crate) fn retire(&self, value: Displaced<V>) -> bool {
+        let node = value.0.as_ptr();
+        self.outstanding.fetch_add(1, Relaxed);
+        let mut top = self.retired.load(Acquire);
+        loop {
+            let depth = if top.is_null() {
+                1
+            } else {
+                // SAFETY: nodes on the stack are freed only when the epoch is dropped, and we
+                // hold a reference to it. The Acquire load saw the push that wrote the field.
+                unsafe { (*top).retired_depth + 1 }
+            };
+            // SAFETY: this thread displaced the node, so only it writes the link fields;
+            // readers touch only `value`, a different field, through raw projections.
+            unsafe {
+                ptr::addr_of_mut!((*node).retired_next).write(top);
+                ptr::addr_of_mut!((*node).retired_depth).write(depth);
+            }
+            match self
+                .retired
+                .compare_exchange_weak(top, node, Release, Acquire)
+            {
+                Ok(_) => return depth % ROTATE_EVERY == 0,
+                Err(actual) => top = actual,
+            }
+        }
+    }
+}
+
+/// Frees a retirement stack from `top` down. If a value's `Drop` panics, the rest is still
+/// freed while unwinding, and the panic continues.
+fn free_stack<V>(mut top: *mut ValueNode<V>) -> usize {
+    struct Rest<V>(*mut ValueNode<V>);
+    impl<V> Drop for Rest<V> {
+        fn drop(&mut self) {
+            free_stack(self.0);
+        }
+    }
+    let mut freed = 0;
+    while !top.is_null() {
+        // SAFETY: the epoch is being dropped, so no thread can still read a value retired to
+        // it (DESIGN.md, "Reclamation"); every node on the stack came from `OwnedValue::new`
+        // and was pushed once.
+        let next = unsafe { (*top).retired_next };
+        let rest = Rest(next);
+        // SAFETY: as above.
+        drop(unsafe { Box::from_raw(top) });
+        std::mem::forget(rest);
+        freed += 1;
+        top = next;
+    }
+    freed
+}
+
+impl<V> Drop for Epoch<V> {
+    fn drop(&mut self) {
+        let freed = free_stack(exclusive_ptr(&mut self.retired));
+        self.outstanding.fetch_sub(freed, Relaxed);
+        // Drop the chain of successors iteratively: a thread that pinned a very old snapshot
+        // may release thousands of epochs at once.
+        let mut next = self.successor.get_mut().take();
+        while let Some(epoch) = next {
+            next = match Arc::try_unwrap(epoch) {
+                Ok(mut epoch) => epoch.successor.get_mut().take(),
+                Err(_still_shared) => None,
+            };
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The read snapshot `{table, amended}`, its publication, and promotion of the dirty map.
+//!
+//! A snapshot is immutable once published; only the map mutex's holder publishes a new one.
+//! Each snapshot also carries its reclamation epoch and the live-key counter of its
+//! generation (a generation lasts from one `clear` to the next).
+
+use crate::entry::Entry;
+use crate::reclaim::Epoch;
+use crate::sync::{Arc, AtomicIsize, AtomicUsize, SnapshotCell};
+use hashbrown::HashTable;
+use std::borrow::Borrow;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// The table type of both the read snapshot and the dirty map: entries with their hash.
+pub(crate) type Table<K, V> = HashTable<Arc<Entry<K, V>>>;
+
+/// Finds the entry of `key` in `table`.
+pub(crate) fn find<'t, K, V, Q>(
+    table: &'t Table<K, V>,
+    hash: u64,
+    key: &Q,
+) -> Option<&'t Arc<Entry<K, V>>>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    table.find(hash, |entry| entry.key.borrow() == key)
+}
+
+/// Inserts an entry known to be absent from `table`, rehashing with the stored hashes.
+pub(crate) fn insert_unique<K, V>(table: &mut Table<K, V>, entry: Arc<Entry<K, V>>) {
+    table.insert_unique(entry.hash, entry, |entry| entry.hash);
+}
+
+/// Live keys of one generation. Updated after each successful transition between absent and
+/// present, so it is exact whenever no operation is in flight. Operations that raced with a
+/// `clear` update the old generation's counter, which nobody reads any more: their effect was
+/// cleared with it.
+#[derive(Default)]
+pub(crate) struct LiveKeys(AtomicIsize);
+
+impl LiveKeys {
+    pub(crate) fn added(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn removed(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    /// Clamped at zero: a remove may be counted before the insert it follows.
+    pub(crate) fn get(&self) -> usize {
+        usize::try_from(self.0.load(Relaxed)).unwrap_or(0)
+    }
+}
+
+/// An immutable read view of the map.
+pub(crate) struct Snapshot<K, V> {
+    pub(crate) table: Arc<Table<K, V>>,
+    /// True once the dirty map holds a key that `table` lacks.
+    pub(crate) amended: bool,
+    pub(crate) epoch: Arc<Epoch<V>>,
+    pub(crate) live: Arc<LiveKeys>,
+}
+
+impl<K, V> Snapshot<K, V> {
+    /// The first snapshot of a map.
+    pub(crate) fn initial(capacity: usize) -> Self {
+        Self {
+            table: Arc::new(HashTable::with_capacity(capacity)),
+            amended: false,
+            epoch: Arc::new(Epoch::new(Arc::new(AtomicUsize::new(0)))),
+            live: Arc::new(LiveKeys::default()),
+        }
+    }
+
+    /// Looks `key` up in the snapshot's table.
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Arc<Entry<K, V>>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        find(&self.table, hash, key)
+    }
+}
+
+/// What a new snapshot changes relative to the current one.
+pub(crate) struct Publication<K, V> {
+    pub(crate) table: Arc<Table<K, V>>,
+    pub(crate) amended: bool,
+    pub(crate) live: Arc<LiveKeys>,
+}
+
+impl<K, V> Publication<K, V> {
+    /// The current snapshot's contents unchanged (used for rotation).
+    pub(crate) fn same_as(current: &Snapshot<K, V>) -> Self {
+        Self {
+            table: current.table.clone(),
+            amended: current.amended,
+            live: current.live.clone(),
+        }
+    }
+}
+
+/// Publishes a new snapshot with a fresh epoch linked after the current one. Only under the
+/// map mutex. Returns the replaced snapshot, which the caller must drop after unlocking:
+/// dropping it may drop keys and values, which runs user code.
+pub(crate) fn publish<K, V>(
+    cell: &SnapshotCell<Snapshot<K, V>>,
+    next: Publication<K, V>,
+) -> Arc<Snapshot<K, V>> {
+    let epoch = cell.load().epoch.begin_successor();
+    cell.swap(Arc::new(Snapshot {
+        table: next.table,
+        amended: next.amended,
+        epoch,
+        live: next.live,
+    }))
+}

@@ -1,0 +1,39 @@
+//! [`Stats`]: what the map is doing.
+
+/// A consistent view of the map's internal counters, from [`DualMap::stats`](crate::DualMap::stats).
+///
+/// ```
+/// let map = dualmap::DualMap::new();
+/// for i in 0..3 {
+///     map.insert(i, i);
+/// }
+/// for _ in 0..3 {
+///     map.get(&7); // misses while amended are counted...
+/// }
+/// let stats = map.stats();
+/// assert_eq!(stats.promotions, 1); // ...and promote the dirty map after len(dirty) of them
+/// assert_eq!(stats.snapshot_len, 3);
+/// assert_eq!(stats.dirty_len, None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Keys present (as [`DualMap::len`](crate::DualMap::len)).
+    pub len: usize,
+    /// Entries in the read snapshot, tombstones included.
+    pub snapshot_len: usize,
+    /// True if the dirty map holds keys the snapshot lacks.
+    pub amended: bool,
+    /// Entries in the dirty map, tombstones included; `None` when there is no dirty map.
+    pub dirty_len: Option<usize>,
+    /// Lookups that missed the snapshot since the last promotion.
+    pub misses: usize,
+    /// Times the dirty map became the read snapshot.
+    pub promotions: u64,
+    /// Times the dirty map was rebuilt from the snapshot (O(n) each).
+    pub dirty_rebuilds: u64,
+    /// Snapshots republished only to let retired values drain.
+    pub rotations: u64,
+    /// Values displaced by stores and removes that wait for readers to move on.
+    pub retired: usize,
+}
