@@ -37,6 +37,23 @@
 //!   only `Eq` of keys does, before anything is changed. A panic in any of it leaves the map
 //!   usable and leaks nothing.
 //! - `Hash`, `Eq` and `Drop` of keys must not call into the same map.
+//! - `DualMap<K, V, S>` is `Send + Sync` exactly when `K`, `V` and `S` are both:
+//!
+//! ```
+//! fn shareable<T: Send + Sync>() {}
+//! shareable::<dualmap::DualMap<String, Vec<u8>>>();
+//! shareable::<dualmap::Ref<String, Vec<u8>>>();
+//! ```
+//! ```compile_fail
+//! // `Rc` is neither `Send` nor `Sync`, so a map of them cannot be shared.
+//! fn shareable<T: Send + Sync>() {}
+//! shareable::<dualmap::DualMap<u32, std::rc::Rc<u32>>>();
+//! ```
+//! ```compile_fail
+//! // `Cell` is `Send` but not `Sync`: readers on several threads would share it.
+//! fn shareable<T: Send + Sync>() {}
+//! shareable::<dualmap::DualMap<u32, std::cell::Cell<u32>>>();
+//! ```
 //!
 //! The [`docs`] module has the Go name table, the reclamation scheme and performance notes.
 #![deny(missing_docs)]

@@ -98,35 +98,32 @@ impl<V> Epoch<V> {
     }
 }
 
-/// Frees a retirement stack from `top` down. If a value's `Drop` panics, the rest is still
-/// freed while unwinding, and the panic continues.
-fn free_stack<V>(mut top: *mut ValueNode<V>) -> usize {
-    struct Rest<V>(*mut ValueNode<V>);
-    impl<V> Drop for Rest<V> {
+/// Frees a retirement stack from `top` down, counting each freed value off `outstanding`. If
+/// a value's `Drop` panics, the rest is still freed while unwinding, and the panic continues.
+fn free_stack<V>(mut top: *mut ValueNode<V>, outstanding: &AtomicUsize) {
+    struct Rest<'a, V>(*mut ValueNode<V>, &'a AtomicUsize);
+    impl<V> Drop for Rest<'_, V> {
         fn drop(&mut self) {
-            free_stack(self.0);
+            free_stack(self.0, self.1);
         }
     }
-    let mut freed = 0;
     while !top.is_null() {
         // SAFETY: the epoch is being dropped, so no thread can still read a value retired to
         // it (DESIGN.md, "Reclamation"); every node on the stack came from `OwnedValue::new`
         // and was pushed once.
         let next = unsafe { (*top).retired_next };
-        let rest = Rest(next);
+        outstanding.fetch_sub(1, Relaxed);
+        let rest = Rest(next, outstanding);
         // SAFETY: as above.
         drop(unsafe { Box::from_raw(top) });
         std::mem::forget(rest);
-        freed += 1;
         top = next;
     }
-    freed
 }
 
 impl<V> Drop for Epoch<V> {
     fn drop(&mut self) {
-        let freed = free_stack(exclusive_ptr(&mut self.retired));
-        self.outstanding.fetch_sub(freed, Relaxed);
+        free_stack(exclusive_ptr(&mut self.retired), &self.outstanding);
         // Drop the chain of successors iteratively: a thread that pinned a very old snapshot
         // may release thousands of epochs at once.
         let mut next = self.successor.get_mut().take();
