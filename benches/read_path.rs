@@ -24,31 +24,31 @@ trait ReadMap: Sync {
 
 impl ReadMap for dualmap::DualMap<u64, u64> {
     fn hit(&self, key: u64) -> bool {
-        self.get(&key).is_some()
+        self.get(&key).is_some_and(|value| *value == key)
     }
 }
 
 impl ReadMap for parking_lot::RwLock<HashMap<u64, u64, Hasher>> {
     fn hit(&self, key: u64) -> bool {
-        self.read().get(&key).is_some()
+        self.read().get(&key) == Some(&key)
     }
 }
 
 impl ReadMap for std::sync::Mutex<HashMap<u64, u64, Hasher>> {
     fn hit(&self, key: u64) -> bool {
-        self.lock().unwrap().get(&key).is_some()
+        self.lock().unwrap().get(&key) == Some(&key)
     }
 }
 
 impl ReadMap for dashmap::DashMap<u64, u64, Hasher> {
     fn hit(&self, key: u64) -> bool {
-        self.get(&key).is_some()
+        self.get(&key).is_some_and(|value| *value == key)
     }
 }
 
 impl ReadMap for HashMap<u64, u64, Hasher> {
     fn hit(&self, key: u64) -> bool {
-        self.get(&key).is_some()
+        self.get(&key).is_some_and(|value| *value == key)
     }
 }
 

@@ -26,7 +26,7 @@ trait Map: Sync {
 
 impl Map for dualmap::DualMap<u64, u64> {
     fn get_hit(&self, key: u64) -> bool {
-        self.get(&key).is_some()
+        self.get(&key).is_some_and(|value| *value == key)
     }
     fn insert_existing(&self, key: u64) {
         self.insert(key, key);
@@ -35,7 +35,7 @@ impl Map for dualmap::DualMap<u64, u64> {
 
 impl Map for parking_lot::RwLock<HashMap<u64, u64, Hasher>> {
     fn get_hit(&self, key: u64) -> bool {
-        self.read().get(&key).is_some()
+        self.read().get(&key) == Some(&key)
     }
     fn insert_existing(&self, key: u64) {
         self.write().insert(key, key);
@@ -44,7 +44,7 @@ impl Map for parking_lot::RwLock<HashMap<u64, u64, Hasher>> {
 
 impl Map for dashmap::DashMap<u64, u64, Hasher> {
     fn get_hit(&self, key: u64) -> bool {
-        self.get(&key).is_some()
+        self.get(&key).is_some_and(|value| *value == key)
     }
     fn insert_existing(&self, key: u64) {
         self.insert(key, key);
@@ -56,7 +56,7 @@ struct Frozen(HashMap<u64, u64, Hasher>);
 
 impl Map for Frozen {
     fn get_hit(&self, key: u64) -> bool {
-        self.0.get(&key).is_some()
+        self.0.get(&key) == Some(&key)
     }
     fn insert_existing(&self, _key: u64) {
         unreachable!("the frozen map is read-only")

@@ -63,10 +63,29 @@ impl<T: fmt::Display> fmt::Display for Pinned<'_, T> {
 /// assert_eq!(iter.by_ref().count(), 1);
 /// ```
 pub struct Iter<'a, K, V> {
-    /// Borrows the table inside `snapshot`; declared first so it is dropped first.
+    /// Borrows the table inside the pinned snapshot; declared first so it is dropped first.
     entries: hashbrown::hash_table::Iter<'a, Arc<Entry<K, V>>>,
-    /// The snapshot, shared with the items.
-    pin: Rc<dyn KeepsAlive + 'a>,
+    /// The snapshot: owned until the first item is yielded, then shared with the items
+    /// through an `Rc`. Allocating the `Rc` lazily keeps iteration of an empty map
+    /// allocation-free (golang/go#62404).
+    pin: Pin<'a, K, V>,
+}
+
+enum Pin<'a, K, V> {
+    Owned(Arc<Snapshot<K, V>>),
+    Shared(Rc<dyn KeepsAlive + 'a>),
+}
+
+impl<'a, K: 'a, V: 'a> Pin<'a, K, V> {
+    fn share(&mut self) -> Rc<dyn KeepsAlive + 'a> {
+        if let Pin::Owned(snapshot) = self {
+            *self = Pin::Shared(Rc::new(snapshot.clone()));
+        }
+        match self {
+            Pin::Shared(shared) => shared.clone(),
+            Pin::Owned(_) => unreachable!("just shared"),
+        }
+    }
 }
 
 impl<'a, K: 'a, V: 'a> Iter<'a, K, V> {
@@ -79,7 +98,7 @@ impl<'a, K: 'a, V: 'a> Iter<'a, K, V> {
         let entries = unsafe { &*table }.iter();
         Self {
             entries,
-            pin: Rc::new(snapshot),
+            pin: Pin::Owned(snapshot),
         }
     }
 }
@@ -88,23 +107,24 @@ impl<'a, K: 'a, V: 'a> Iterator for Iter<'a, K, V> {
     type Item = (Pinned<'a, K>, Pinned<'a, V>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let pin = &self.pin;
-        self.entries.by_ref().find_map(|entry| {
-            let node = entry.load()?;
-            // SAFETY: the node was loaded after the snapshot was pinned; the pin keeps it alive.
-            let value = NonNull::from(unsafe { value_of(node) });
-            let key = Pinned {
-                ptr: NonNull::from(&entry.key),
-                _pin: pin.clone(),
-            };
-            Some((
-                key,
-                Pinned {
-                    ptr: value,
-                    _pin: pin.clone(),
-                },
-            ))
-        })
+        let (entry, node) = self
+            .entries
+            .by_ref()
+            .find_map(|entry| Some((entry, entry.load()?)))?;
+        let pin = self.pin.share();
+        // SAFETY: the node was loaded after the snapshot was pinned; the pin keeps it alive.
+        let value = NonNull::from(unsafe { value_of(node) });
+        let key = Pinned {
+            ptr: NonNull::from(&entry.key),
+            _pin: pin.clone(),
+        };
+        Some((
+            key,
+            Pinned {
+                ptr: value,
+                _pin: pin,
+            },
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

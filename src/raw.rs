@@ -469,3 +469,6 @@ impl<K, V> RawMap<K, V> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1223 @@
+//! Deterministic unit tests of the read/dirty algorithm: every method, every entry transition
+//! of the spec's table (`shared/spec/sync-map.md`), the miss-counting rules, promotions,
+//! rebuilds, `clear`, `len` accounting and bounded reclamation, observed through
+//! [`DualMap::stats`] and through results.
+//!
+//! Promotions and rebuilds are forced deterministically: new keys amend the snapshot; `n`
+//! counted misses promote a dirty map of `n` entries; the first new key after a promotion
+//! rebuilds the dirty map and expunges the snapshot's tombstones.
+//!
+//! Stats are compared as whole structs, built from the previous stats with struct update
+//! syntax, so that every field not named is asserted unchanged (`retired` included: a
+//! displacement retires one value, and every publication of a snapshot frees what was
+//! retired to the old one when no handle pins it).
+
+#[path = "../../tests/support/counted.rs"]
+mod counted;
+
+use crate::reclaim::ROTATE_EVERY;
+use crate::{DualMap, GetOrInsert, Stats};
+use counted::Counted;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+type Map<K = u32, V = u32> = DualMap<K, V>;
+
+fn map<K, V>() -> Map<K, V> {
+    DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+}
+
+fn fresh_stats() -> Stats {
+    Stats {
+        len: 0,
+        snapshot_len: 0,
+        amended: false,
+        dirty_len: None,
+        misses: 0,
+        promotions: 0,
+        dirty_rebuilds: 0,
+        rotations: 0,
+        retired: 0,
+    }
+}
+
+/// Inserts `keys` (value = key) into a fresh map and promotes them into the read snapshot,
+/// checking the resulting shape: `keys.len()` misses on an absent key promote.
+fn promoted(keys: std::ops::Range<u32>) -> Map {
+    let m = map();
+    for k in keys.clone() {
+        assert!(m.insert(k, k).is_none());
+    }
+    let n = keys.len();
+    for _ in 0..n {
+        assert!(m.get(&u32::MAX).is_none());
+    }
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: n,
+            snapshot_len: n,
+            promotions: u64::from(n > 0),
+            dirty_rebuilds: u64::from(n > 0),
+            ..fresh_stats()
+        }
+    );
+    m
+}
+
+fn sorted_pairs(m: &Map) -> Vec<(u32, u32)> {
+    let mut pairs: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
+    pairs.sort_unstable();
+    pairs
+}
+
+// ---------------------------------------------------------------------------------------------
+// Basic shape: fresh map, new keys, promotion by misses.
+
+#[test]
+fn fresh_map_has_no_dirty_map_and_no_counters() {
+    let m: Map = map();
+    assert_eq!(m.stats(), fresh_stats());
+    assert_eq!(m.len(), 0);
+    assert!(m.is_empty());
+    // Lookups on a fresh (non-amended) map are lock-free misses: nothing is counted.
+    assert!(m.get(&1).is_none());
+    assert!(m.remove(&1).is_none());
+    assert!(!m.compare_and_remove(&1, &1));
+    assert_eq!(m.compare_and_swap(&1, &1, 2), Err(2));
+    assert_eq!(m.stats(), fresh_stats());
+}
+
+#[test]
+fn first_new_key_rebuilds_and_amends_later_ones_do_not() {
+    let m: Map = map();
+    assert!(m.insert(1, 10).is_none());
+    let after_first = Stats {
+        len: 1,
+        amended: true,
+        dirty_len: Some(1),
+        dirty_rebuilds: 1,
+        ..fresh_stats()
+    };
+    assert_eq!(m.stats(), after_first);
+    assert!(m.insert(2, 20).is_none());
+    assert!(m.insert(3, 30).is_none());
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 3,
+            dirty_len: Some(3),
+            ..after_first
+        }
+    );
+    assert_eq!(m.len(), 3);
+    assert!(!m.is_empty());
+}
+
+#[test]
+fn get_of_absent_key_promotes_after_dirty_len_misses() {
+    let m: Map = map();
+    for k in 0..5 {
+        m.insert(k, k);
+    }
+    let amended = m.stats();
+    assert_eq!(amended.dirty_len, Some(5));
+    for i in 1..5 {
+        assert!(m.get(&100).is_none());
+        assert_eq!(
+            m.stats(),
+            Stats {
+                misses: i,
+                ..amended.clone()
+            },
+            "miss {i} of 5 must not promote yet"
+        );
+    }
+    assert!(m.get(&100).is_none());
+    let after = Stats {
+        len: 5,
+        snapshot_len: 5,
+        amended: false,
+        dirty_len: None,
+        misses: 0,
+        promotions: 1,
+        dirty_rebuilds: 1,
+        rotations: 0,
+        retired: 0,
+    };
+    assert_eq!(m.stats(), after);
+    // Not amended any more: misses and hits are lock-free and not counted.
+    for _ in 0..10 {
+        assert!(m.get(&100).is_none());
+        assert_eq!(m.get_cloned(&3), Some(3));
+    }
+    assert_eq!(m.stats(), after);
+}
+
+#[test]
+fn get_found_in_dirty_counts_a_miss_and_promotes() {
+    let m: Map = map();
+    for k in 0..3 {
+        m.insert(k, k + 10);
+    }
+    let s = m.stats();
+    assert_eq!(m.get_cloned(&0), Some(10));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 1,
+            ..s.clone()
+        }
+    );
+    assert!(m.contains_key(&1));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 2,
+            ..s.clone()
+        }
+    );
+    assert_eq!(*m.get(&2).unwrap(), 12);
+    assert_eq!(
+        m.stats(),
+        Stats {
+            snapshot_len: 3,
+            amended: false,
+            dirty_len: None,
+            misses: 0,
+            promotions: 1,
+            ..s
+        }
+    );
+    assert_eq!(sorted_pairs(&m), [(0, 10), (1, 11), (2, 12)]);
+}
+
+#[test]
+fn with_an_empty_dirty_map_the_first_miss_promotes() {
+    // Removing the only dirty-only key takes it out of the dirty map first, so the miss that
+    // follows finds an empty dirty map and promotes it; the taken key must not reach the
+    // new snapshot.
+    let m: Map = map();
+    m.insert(1, 1);
+    assert_eq!(m.remove(&1).as_deref(), Some(&1));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            promotions: 1,
+            dirty_rebuilds: 1,
+            retired: 1, // retired to the epoch of the new snapshot
+            ..fresh_stats()
+        }
+    );
+    assert!(m.get(&1).is_none());
+    assert_eq!(m.iter().count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The miss-counting rules, one method at a time, on an amended map with a large enough dirty
+// map that nothing promotes by accident.
+
+/// Keys 0..4 in the snapshot, keys 10..14 only in the dirty map (value = key); amended,
+/// dirty_len 8, misses 0.
+fn split_map() -> Map {
+    let m = promoted(0..4);
+    for k in 10..14 {
+        assert!(m.insert(k, k).is_none());
+    }
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 8,
+            snapshot_len: 4,
+            amended: true,
+            dirty_len: Some(8),
+            misses: 0,
+            promotions: 1,
+            dirty_rebuilds: 2,
+            rotations: 0,
+            retired: 0,
+        }
+    );
+    m
+}
+
+#[test]
+fn get_counts_a_miss_on_every_locked_lookup() {
+    let m = split_map();
+    let s = m.stats();
+    assert_eq!(m.get_cloned(&1), Some(1)); // in the snapshot: lock-free
+    assert_eq!(m.stats(), s);
+    assert_eq!(m.get_cloned(&10), Some(10)); // dirty-only: found
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 1,
+            ..s.clone()
+        }
+    );
+    assert_eq!(m.get_cloned(&99), None); // absent while amended
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 2,
+            ..s.clone()
+        }
+    );
+    assert!(!m.contains_key(&98));
+    assert_eq!(m.stats(), Stats { misses: 3, ..s });
+}
+
+#[test]
+fn remove_counts_a_miss_on_every_locked_lookup_and_takes_dirty_only_keys_out() {
+    let m = split_map();
+    let s = m.stats();
+    assert_eq!(m.remove(&1).as_deref(), Some(&1)); // snapshot key: lock-free tombstone
+    let s = Stats {
+        len: 7,
+        retired: 1,
+        ..s
+    };
+    assert_eq!(m.stats(), s);
+    assert_eq!(m.remove(&10).as_deref(), Some(&10)); // dirty-only: taken out of dirty
+    let s = Stats {
+        len: 6,
+        dirty_len: Some(7),
+        misses: 1,
+        retired: 2,
+        ..s
+    };
+    assert_eq!(m.stats(), s);
+    assert!(m.remove(&10).is_none()); // now absent while amended: still a miss
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 2,
+            ..s.clone()
+        }
+    );
+    assert!(m.remove(&99).is_none());
+    assert_eq!(m.stats(), Stats { misses: 3, ..s });
+    assert!(m.get(&10).is_none());
+    assert_eq!(m.len(), 6);
+}
+
+#[test]
+fn compare_and_remove_counts_a_miss_on_every_locked_lookup_and_leaves_a_tombstone() {
+    let m = split_map();
+    let s = m.stats();
+    assert!(!m.compare_and_remove(&10, &11)); // dirty-only, value differs
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 1,
+            ..s.clone()
+        }
+    );
+    assert_eq!(m.get_cloned(&10), Some(10)); // untouched (and one more miss)
+    assert!(m.compare_and_remove(&10, &10)); // dirty-only, equal: tombstone stays in dirty
+    let s = Stats {
+        len: 7,
+        misses: 3,
+        retired: 1,
+        ..s
+    };
+    assert_eq!(m.stats(), s);
+    assert_eq!(m.stats().dirty_len, Some(8), "dirty_len unchanged");
+    assert!(!m.compare_and_remove(&10, &10)); // tombstone: found in dirty, no value
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 4,
+            ..s.clone()
+        }
+    );
+    assert!(!m.compare_and_remove(&99, &0)); // absent while amended
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 5,
+            ..s.clone()
+        }
+    );
+    assert!(!m.compare_and_remove(&2, &3)); // snapshot key, differs: lock-free
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 5,
+            ..s.clone()
+        }
+    );
+    assert!(m.compare_and_remove(&2, &2)); // snapshot key, equal: lock-free tombstone
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 6,
+            misses: 5,
+            retired: 2,
+            ..s
+        }
+    );
+}
+
+#[test]
+fn get_or_insert_counts_a_miss_only_when_found_in_dirty() {
+    let m = split_map();
+    let s = m.stats();
+    // New key: no miss, goes to the dirty map.
+    match m.get_or_insert(20, 200) {
+        GetOrInsert::Inserted(v) => assert_eq!(*v, 200),
+        GetOrInsert::Loaded(v) => panic!("loaded {}", *v),
+    }
+    let s = Stats {
+        len: 9,
+        dirty_len: Some(9),
+        ..s
+    };
+    assert_eq!(m.stats(), s);
+    // Snapshot key: lock-free, no miss.
+    match m.get_or_insert(1, 100) {
+        GetOrInsert::Loaded(v) => assert_eq!(*v, 1),
+        GetOrInsert::Inserted(_) => panic!("inserted over a present key"),
+    }
+    assert_eq!(m.stats(), s);
+    // Dirty-only key: loaded, one miss.
+    assert_eq!(*m.get_or_insert(10, 100).into_ref(), 10);
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 1,
+            ..s.clone()
+        }
+    );
+    // try_insert is the same operation.
+    let err = m.try_insert(11, 111).unwrap_err();
+    assert_eq!((*err.current, err.not_inserted), (11, 111));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 2,
+            ..s.clone()
+        }
+    );
+    // A tombstone in the dirty map: found in dirty (a miss) and stored into.
+    assert!(m.compare_and_remove(&12, &12)); // miss 3
+    assert!(m.get_or_insert(12, 120).is_inserted()); // miss 4
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 4,
+            retired: 1,
+            ..s
+        }
+    );
+    assert_eq!(m.get_cloned(&12), Some(120));
+}
+
+#[test]
+fn compare_and_swap_counts_a_miss_only_when_found_in_dirty_and_never_inserts() {
+    let m = split_map();
+    let s = m.stats();
+    // Absent while amended: locks, finds nothing, no miss, inserts nothing.
+    assert_eq!(m.compare_and_swap(&99, &0, 5), Err(5));
+    assert_eq!(m.stats(), s);
+    // Dirty-only, matching: swapped, one miss.
+    assert_eq!(m.compare_and_swap(&10, &10, 100), Ok(()));
+    let s = Stats { retired: 1, ..s };
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 1,
+            ..s.clone()
+        }
+    );
+    // Dirty-only, not matching: refused, one more miss.
+    assert_eq!(m.compare_and_swap(&11, &0, 7), Err(7));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 2,
+            ..s.clone()
+        }
+    );
+    // Snapshot key: lock-free either way, no miss.
+    assert_eq!(m.compare_and_swap(&1, &0, 7), Err(7));
+    assert_eq!(m.compare_and_swap(&1, &1, 101), Ok(()));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            misses: 2,
+            retired: 2,
+            ..s
+        }
+    );
+    assert!(m.get(&99).is_none());
+    assert_eq!(m.get_cloned(&10), Some(100));
+    assert_eq!(m.get_cloned(&11), Some(11));
+    assert_eq!(m.get_cloned(&1), Some(101));
+    assert_eq!(m.len(), 8);
+}
+
+#[test]
+fn compare_and_swap_on_absent_key_without_amendment_does_nothing() {
+    let m = promoted(0..3);
+    let s = m.stats();
+    assert_eq!(m.compare_and_swap(&7, &0, 0), Err(0));
+    assert_eq!(m.stats(), s);
+    assert!(m.get(&7).is_none());
+    // A deleted key (tombstone) is absent too: no "store from nothing".
+    m.remove(&0);
+    assert_eq!(m.compare_and_swap(&0, &0, 0), Err(0));
+    assert!(m.get(&0).is_none());
+    assert_eq!(m.len(), 2);
+}
+
+#[test]
+fn insert_never_counts_a_miss() {
+    let m = split_map();
+    assert!(m.get(&99).is_none());
+    let s = m.stats();
+    assert_eq!(s.misses, 1);
+    // Overwrite of a dirty-only key: locked, no miss (Go's W6).
+    assert_eq!(m.insert(10, 1000).as_deref(), Some(&10));
+    let s = Stats { retired: 1, ..s };
+    assert_eq!(m.stats(), s);
+    // New key: locked, no miss.
+    assert!(m.insert(30, 30).is_none());
+    let s = Stats {
+        len: 9,
+        dirty_len: Some(9),
+        ..s
+    };
+    assert_eq!(m.stats(), s);
+    // Snapshot key: lock-free, no miss.
+    assert_eq!(m.insert(0, 1).as_deref(), Some(&0));
+    assert_eq!(m.stats(), Stats { retired: 2, ..s });
+    // Many overwrites of a dirty-only key never promote it.
+    for i in 0..100 {
+        m.insert(11, i);
+    }
+    assert_eq!(m.stats().misses, 1);
+    assert_eq!(m.stats().promotions, 1);
+}
+
+#[test]
+fn get_or_insert_with_calls_the_closure_iff_the_key_is_absent() {
+    let m = split_map();
+    m.remove(&0); // snapshot tombstone
+    assert!(m.compare_and_remove(&10, &10)); // dirty tombstone
+    let mut calls = 0;
+    let mut call = |k: u32, v: u32| {
+        let r = m.get_or_insert_with(k, || {
+            calls += 1;
+            v
+        });
+        (r.is_inserted(), *r.into_ref())
+    };
+    assert_eq!(call(1, 50), (false, 1)); // snapshot key
+    assert_eq!(call(11, 50), (false, 11)); // dirty-only key
+    assert_eq!(call(0, 50), (true, 50)); // snapshot tombstone
+    assert_eq!(call(10, 51), (true, 51)); // dirty tombstone
+    assert_eq!(call(40, 52), (true, 52)); // new key
+    assert_eq!(call(40, 53), (false, 52));
+    assert_eq!(calls, 3);
+    assert_eq!(m.len(), 9);
+    assert_eq!(m.stats().len, 9);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The entry transitions of the spec's table.
+
+#[test]
+fn value_to_value_in_the_snapshot_is_lock_free() {
+    let m = promoted(0..2);
+    let s = m.stats();
+    let previous = m.insert(0, 100).expect("key 0 is present");
+    assert_eq!(*previous, 0);
+    drop(previous);
+    assert_eq!(
+        m.stats(),
+        Stats {
+            retired: 1,
+            ..s.clone()
+        }
+    );
+    assert_eq!(m.compare_and_swap(&0, &100, 101), Ok(()));
+    assert_eq!(m.stats(), Stats { retired: 2, ..s });
+    assert_eq!(m.get_cloned(&0), Some(101));
+    assert_eq!(sorted_pairs(&m), [(0, 101), (1, 1)]);
+}
+
+#[test]
+fn value_to_nil_and_nil_to_value_in_the_snapshot_are_lock_free() {
+    let m = promoted(0..2);
+    let s = m.stats();
+    // value -> NIL: the key stays in the snapshot as a tombstone.
+    assert_eq!(m.remove(&0).as_deref(), Some(&0));
+    let tomb = Stats {
+        len: 1,
+        retired: 1,
+        ..s.clone()
+    };
+    assert_eq!(m.stats(), tomb);
+    assert!(m.get(&0).is_none());
+    assert!(m.remove(&0).is_none());
+    assert!(!m.compare_and_remove(&0, &0));
+    assert_eq!(m.compare_and_swap(&0, &0, 9), Err(9));
+    assert_eq!(m.stats(), tomb, "no lock, no miss, no dirty map");
+    // NIL -> value by insert: no dirty map is built, nothing is amended.
+    assert!(m.insert(0, 5).is_none());
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 2,
+            ..tomb.clone()
+        }
+    );
+    // value -> NIL by compare_and_remove, NIL -> value by get_or_insert.
+    assert!(m.compare_and_remove(&0, &5));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            retired: 2,
+            ..tomb.clone()
+        }
+    );
+    match m.get_or_insert(0, 6) {
+        GetOrInsert::Inserted(v) => assert_eq!(*v, 6),
+        GetOrInsert::Loaded(v) => panic!("loaded {} from a tombstone", *v),
+    }
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 2,
+            retired: 2,
+            ..tomb.clone()
+        }
+    );
+    // And by try_insert.
+    m.remove(&0);
+    assert_eq!(*m.try_insert(0, 7).unwrap(), 7);
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 2,
+            retired: 3,
+            ..tomb
+        }
+    );
+    assert_eq!(sorted_pairs(&m), [(0, 7), (1, 1)]);
+}
+
+#[test]
+fn rebuild_expunges_tombstones_and_a_store_puts_the_entry_back_into_dirty() {
+    let m = promoted(0..3);
+    assert!(m.remove(&0).is_some());
+    assert!(m.compare_and_remove(&1, &1));
+    assert_eq!(m.stats().retired, 2);
+    // The first new key after a promotion rebuilds the dirty map: tombstones 0 and 1 become
+    // EXPUNGED and stay out of it. Publishing the amended snapshot frees what was retired.
+    assert!(m.insert(10, 10).is_none());
+    let rebuilt = Stats {
+        len: 2,
+        snapshot_len: 3,
+        amended: true,
+        dirty_len: Some(2),
+        misses: 0,
+        promotions: 1,
+        dirty_rebuilds: 2,
+        rotations: 0,
+        retired: 0,
+    };
+    assert_eq!(m.stats(), rebuilt);
+    // Expunged keys are in the snapshot: reading, removing or compare-and-swapping them is
+    // answered there, lock-free, with no miss.
+    assert!(m.get(&0).is_none());
+    assert!(m.remove(&0).is_none());
+    assert!(!m.compare_and_remove(&1, &1));
+    assert_eq!(m.compare_and_swap(&1, &1, 5), Err(5));
+    assert_eq!(m.stats(), rebuilt);
+    // EXPUNGED -> NIL -> value by insert: the entry goes back into the dirty map.
+    assert!(m.insert(0, 100).is_none());
+    let s = Stats {
+        len: 3,
+        dirty_len: Some(3),
+        ..rebuilt
+    };
+    assert_eq!(m.stats(), s);
+    // ... and by get_or_insert.
+    assert!(m.get_or_insert(1, 101).is_inserted());
+    let s = Stats {
+        len: 4,
+        dirty_len: Some(4),
+        ..s
+    };
+    assert_eq!(m.stats(), s);
+    // Both are snapshot keys again: lock-free, no misses.
+    assert_eq!(m.get_cloned(&0), Some(100));
+    assert_eq!(m.get_cloned(&1), Some(101));
+    assert_eq!(m.stats(), s);
+    // Promote: the dirty map (2, 10, 0, 1) becomes the snapshot with the same entries.
+    for i in 1..=4 {
+        assert!(m.get(&99).is_none());
+        assert_eq!(m.stats().promotions, 1 + u64::from(i == 4));
+    }
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 4,
+            snapshot_len: 4,
+            amended: false,
+            dirty_len: None,
+            misses: 0,
+            promotions: 2,
+            dirty_rebuilds: 2,
+            rotations: 0,
+            retired: 0,
+        }
+    );
+    assert_eq!(sorted_pairs(&m), [(0, 100), (1, 101), (2, 2), (10, 10)]);
+}
+
+#[test]
+fn expunge_by_try_insert_and_get_or_insert_with_also_unexpunges() {
+    let m = promoted(0..2);
+    m.remove(&0);
+    m.remove(&1);
+    m.insert(5, 5); // rebuild: 0 and 1 expunged
+    assert_eq!(m.stats().dirty_len, Some(1));
+    assert_eq!(*m.try_insert(0, 10).unwrap(), 10);
+    assert_eq!(m.stats().dirty_len, Some(2));
+    let mut called = false;
+    let r = m.get_or_insert_with(1, || {
+        called = true;
+        11
+    });
+    assert!(called && r.is_inserted());
+    drop(r);
+    assert_eq!(m.stats().dirty_len, Some(3));
+    assert_eq!(m.len(), 3);
+    // A second rebuild cycle: promote, then a new key keeps the (live) entries.
+    for _ in 0..3 {
+        m.get(&99);
+    }
+    m.insert(6, 6);
+    assert_eq!(m.stats().dirty_len, Some(4));
+    assert_eq!(sorted_pairs(&m), [(0, 10), (1, 11), (5, 5), (6, 6)]);
+}
+
+#[test]
+fn entries_are_shared_between_snapshot_and_dirty_map() {
+    let m = promoted(0..2);
+    assert!(m.insert(5, 5).is_none()); // rebuild: dirty = {0, 1, 5}
+    assert_eq!(m.stats().dirty_len, Some(3));
+    // value -> NIL in the snapshot while a dirty map exists: the same entry is in dirty, so
+    // it stays there as a tombstone (dirty_len unchanged).
+    assert_eq!(m.remove(&0).as_deref(), Some(&0));
+    assert_eq!(m.stats().dirty_len, Some(3));
+    // NIL -> value, lock-free, through the snapshot ...
+    assert!(m.insert(0, 42).is_none());
+    // ... and value -> value' through the snapshot.
+    assert_eq!(m.insert(1, 43).as_deref(), Some(&1));
+    let s = m.stats();
+    assert_eq!((s.len, s.dirty_len, s.misses), (3, Some(3), 0));
+    // After promoting the dirty map, the values written through the snapshot are there.
+    for _ in 0..3 {
+        m.get(&99);
+    }
+    assert_eq!(m.stats().promotions, 2);
+    assert_eq!(sorted_pairs(&m), [(0, 42), (1, 43), (5, 5)]);
+}
+
+#[test]
+fn dirty_tombstone_is_revived_by_insert_without_miss_and_expunged_after_promotion() {
+    let m: Map = map();
+    for k in 0..3 {
+        m.insert(k, k);
+    }
+    assert!(m.compare_and_remove(&0, &0)); // dirty tombstone; miss 1
+    let s = m.stats();
+    assert_eq!((s.len, s.dirty_len, s.misses), (2, Some(3), 1));
+    // NIL -> value in a dirty-only entry: locked, no miss, dirty_len unchanged.
+    assert!(m.insert(0, 7).is_none());
+    assert_eq!(m.stats(), Stats { len: 3, ..s });
+    // Tombstone again, then promote it into the snapshot (3 misses in total).
+    assert!(m.compare_and_remove(&0, &7)); // miss 2
+    assert!(m.get(&99).is_none()); // miss 3: promotes
+    let s = m.stats();
+    assert_eq!(
+        (s.len, s.snapshot_len, s.amended, s.dirty_len, s.promotions),
+        (2, 3, false, None, 1)
+    );
+    // The next new key rebuilds and expunges the tombstone: dirty = {1, 2, 3}.
+    m.insert(3, 3);
+    let s = m.stats();
+    assert_eq!(
+        (s.snapshot_len, s.dirty_len, s.dirty_rebuilds),
+        (3, Some(3), 2)
+    );
+    // The following promotion drops the expunged key from the snapshot.
+    for _ in 0..3 {
+        m.get(&99);
+    }
+    let s = m.stats();
+    assert_eq!((s.len, s.snapshot_len, s.promotions), (3, 3, 2));
+    assert_eq!(sorted_pairs(&m), [(1, 1), (2, 2), (3, 3)]);
+}
+
+#[test]
+fn expunged_key_is_dropped_at_the_next_promotion() {
+    // W7: a deleted key lives on as a tombstone, then as an expunged entry of the snapshot,
+    // and is dropped when the dirty map (which lacks it) is promoted.
+    let key_drops = Arc::new(AtomicUsize::new(0));
+    let value_drops = Arc::new(AtomicUsize::new(0));
+    let m: Map<Counted, Counted> = map();
+    for k in 0..2 {
+        m.insert(Counted::new(k, &key_drops), Counted::new(k, &value_drops));
+    }
+    m.get(&99);
+    m.get(&99);
+    assert_eq!(m.stats().promotions, 1);
+    assert_eq!(key_drops.load(SeqCst), 0);
+    drop(m.remove(&0)); // tombstone: the value is retired, the key stays
+    assert_eq!(key_drops.load(SeqCst), 0);
+    m.insert(Counted::new(2, &key_drops), Counted::new(2, &value_drops)); // rebuild: expunge 0
+                                                                          // The rebuild published a new snapshot, which freed the value retired to the old one.
+    assert_eq!(value_drops.load(SeqCst), 1);
+    assert_eq!(key_drops.load(SeqCst), 0, "the snapshot still holds key 0");
+    m.get(&99);
+    m.get(&99);
+    assert_eq!(m.stats().promotions, 2);
+    assert_eq!(m.stats().snapshot_len, 2);
+    assert_eq!(
+        key_drops.load(SeqCst),
+        1,
+        "promotion drops the expunged key"
+    );
+    // Overwrites and removes of the others drop exactly the displaced values.
+    m.insert(Counted::new(1, &key_drops), Counted::new(10, &value_drops));
+    assert_eq!(
+        key_drops.load(SeqCst),
+        2,
+        "the offered duplicate key is dropped"
+    );
+    drop(m);
+    assert_eq!(key_drops.load(SeqCst), 4);
+    assert_eq!(value_drops.load(SeqCst), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Iteration, retain, clear.
+
+#[test]
+fn iteration_on_an_amended_map_promotes_first() {
+    let m: Map = map();
+    for k in 0..3 {
+        m.insert(k, k * 2);
+    }
+    m.get(&99);
+    let s = m.stats();
+    assert_eq!((s.amended, s.misses, s.promotions), (true, 1, 0));
+    assert_eq!(sorted_pairs(&m), [(0, 0), (1, 2), (2, 4)]);
+    let promoted = Stats {
+        snapshot_len: 3,
+        amended: false,
+        dirty_len: None,
+        misses: 0,
+        promotions: 1,
+        ..s
+    };
+    assert_eq!(m.stats(), promoted);
+    // Not amended any more: iterating again promotes nothing.
+    let mut keys: Vec<u32> = m.keys().map(|k| *k).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [0, 1, 2]);
+    assert_eq!(m.stats(), promoted);
+    // values() on an amended map promotes too.
+    m.insert(3, 6);
+    let mut values: Vec<u32> = m.values().map(|v| *v).collect();
+    values.sort_unstable();
+    assert_eq!(values, [0, 2, 4, 6]);
+    let s = m.stats();
+    assert_eq!((s.amended, s.promotions, s.snapshot_len), (false, 2, 4));
+    // Tombstones are skipped.
+    m.remove(&1);
+    assert_eq!(sorted_pairs(&m), [(0, 0), (2, 4), (3, 6)]);
+}
+
+#[test]
+fn iteration_visits_keys_present_at_start_only() {
+    let m = promoted(0..3);
+    let mut iter = m.iter();
+    m.insert(10, 10); // new key after the start: not visited
+    m.insert(1, 100); // value read at visit time
+    let mut seen: Vec<(u32, u32)> = iter.by_ref().map(|(k, v)| (*k, *v)).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [(0, 0), (1, 100), (2, 2)]);
+    drop(iter);
+    assert_eq!(sorted_pairs(&m), [(0, 0), (1, 100), (2, 2), (10, 10)]);
+}
+
+#[test]
+fn retain_promotes_and_removes_rejected_entries() {
+    let m = promoted(0..4);
+    for k in 10..14 {
+        m.insert(k, k);
+    }
+    assert!(m.stats().amended);
+    m.retain(|k, v| {
+        assert_eq!(k, v);
+        k % 2 == 0
+    });
+    let s = m.stats();
+    assert_eq!(
+        (s.len, s.snapshot_len, s.amended, s.dirty_len, s.promotions),
+        (4, 8, false, None, 2)
+    );
+    assert_eq!(sorted_pairs(&m), [(0, 0), (2, 2), (10, 10), (12, 12)]);
+    m.retain(|_, _| true);
+    assert_eq!(m.len(), 4);
+    m.retain(|_, _| false);
+    assert_eq!(m.len(), 0);
+    assert!(m.is_empty());
+    assert_eq!(m.iter().count(), 0);
+}
+
+#[test]
+fn clear_on_an_empty_map_changes_nothing() {
+    let m: Map = map();
+    m.clear();
+    assert_eq!(m.stats(), fresh_stats());
+    // After a promotion of nothing (empty, non-amended): still a no-op.
+    m.insert(1, 1);
+    m.remove(&1); // promotes an empty dirty map
+    let s = m.stats();
+    assert_eq!((s.promotions, s.snapshot_len, s.amended), (1, 0, false));
+    m.clear();
+    assert_eq!(m.stats(), s);
+}
+
+#[test]
+fn clear_resets_misses_len_and_dirty_map_but_not_the_counters() {
+    let value_drops = Arc::new(AtomicUsize::new(0));
+    let m: Map<u32, Counted> = map();
+    for k in 0..3 {
+        m.insert(k, Counted::new(k.into(), &value_drops));
+    }
+    m.get(&9);
+    m.get(&9);
+    m.get(&9); // promotes
+    m.insert(5, Counted::new(5, &value_drops)); // rebuild, amended
+    m.get(&9);
+    m.remove(&0);
+    let s = m.stats();
+    assert_eq!(
+        (s.len, s.snapshot_len, s.amended, s.dirty_len, s.misses),
+        (3, 3, true, Some(4), 1)
+    );
+    assert_eq!((s.promotions, s.dirty_rebuilds), (1, 2));
+    m.clear();
+    let cleared = Stats {
+        len: 0,
+        snapshot_len: 0,
+        amended: false,
+        dirty_len: None,
+        misses: 0,
+        promotions: 1,
+        dirty_rebuilds: 2,
+        rotations: 0,
+        retired: 0,
+    };
+    assert_eq!(m.stats(), cleared);
+    assert_eq!(
+        value_drops.load(SeqCst),
+        4,
+        "every value is dropped by clear"
+    );
+    assert!(m.get(&1).is_none());
+    assert_eq!(m.iter().count(), 0);
+    m.clear();
+    assert_eq!(m.stats(), cleared);
+    // The map works normally after a clear.
+    m.insert(1, Counted::new(1, &value_drops));
+    let s = m.stats();
+    assert_eq!((s.len, s.dirty_len, s.dirty_rebuilds), (1, Some(1), 3));
+    assert_eq!(m.get(&1).map(|v| v.id), Some(1)); // one miss: promotes
+    assert_eq!(m.stats().promotions, 2);
+}
+
+#[test]
+fn clear_of_a_snapshot_of_tombstones_empties_it() {
+    let m = promoted(0..3);
+    for k in 0..3 {
+        m.remove(&k);
+    }
+    let s = m.stats();
+    assert_eq!((s.len, s.snapshot_len), (0, 3));
+    m.clear();
+    assert_eq!(
+        m.stats(),
+        Stats {
+            promotions: 1,
+            dirty_rebuilds: 1,
+            ..fresh_stats()
+        }
+    );
+}
+
+#[test]
+fn a_ref_from_before_a_clear_keeps_its_value() {
+    let m: Map<u32, String> = map();
+    m.insert(1, "one".to_owned());
+    let held = m.get(&1).unwrap();
+    m.clear();
+    assert!(m.get(&1).is_none());
+    assert_eq!(*held, "one");
+}
+
+// ---------------------------------------------------------------------------------------------
+// len accounting and reclamation.
+
+#[test]
+fn len_follows_every_transition() {
+    let m: Map = map();
+    let check = |expected: usize| {
+        assert_eq!(m.len(), expected);
+        assert_eq!(m.stats().len, expected);
+        assert_eq!(m.is_empty(), expected == 0);
+    };
+    check(0);
+    m.insert(0, 0); // new key (rebuild)
+    check(1);
+    m.insert(1, 1); // new key
+    check(2);
+    m.insert(1, 2); // dirty value -> value
+    check(2);
+    m.remove(&1); // dirty-only key taken out; its miss promotes {0}
+    check(1);
+    assert_eq!(m.stats().promotions, 1);
+    m.remove(&1); // absent, not amended
+    check(1);
+    m.insert(1, 1); // new key: rebuild, dirty = {0, 1}
+    assert!(!m.get_or_insert(1, 9).is_inserted()); // loaded from dirty: miss 1
+    check(2);
+    // Miss 2 promotes {0, 1} before the delete: key 1 becomes a snapshot tombstone.
+    assert!(m.compare_and_remove(&1, &1));
+    check(1);
+    assert_eq!(m.stats().promotions, 2);
+    assert_eq!(m.stats().snapshot_len, 2);
+    assert!(m.get_or_insert(1, 9).is_inserted()); // snapshot NIL -> value
+    check(2);
+    m.insert(0, 5); // snapshot value -> value
+    check(2);
+    assert_eq!(m.compare_and_swap(&0, &5, 6), Ok(()));
+    check(2);
+    m.remove(&0); // snapshot value -> NIL
+    check(1);
+    assert!(!m.compare_and_remove(&0, &6)); // NIL stays NIL
+    check(1);
+    m.insert(0, 7); // NIL -> value, lock-free
+    check(2);
+    m.remove(&0);
+    check(1);
+    m.insert(2, 2); // new key: rebuild expunges 0
+    check(2);
+    assert!(m.get(&0).is_none());
+    check(2);
+    m.insert(0, 8); // EXPUNGED -> NIL -> value
+    check(3);
+    m.remove(&0);
+    m.insert(3, 3);
+    check(3);
+    m.retain(|k, _| *k != 3);
+    check(2);
+    m.clear();
+    check(0);
+    m.insert(4, 4);
+    check(1);
+}
+
+#[test]
+fn retired_values_are_bounded_by_rotation() {
+    let m = promoted(0..1);
+    for i in 1..=10_000 {
+        m.insert(0, i);
+    }
+    let s = m.stats();
+    assert!(s.retired <= ROTATE_EVERY, "retired {}", s.retired);
+    assert!(s.retired <= 64, "retired {}", s.retired);
+    assert!(s.rotations > 0);
+    assert!(s.rotations >= 10_000 / ROTATE_EVERY as u64 / 2, "{s:?}");
+    // Rotations republish the same table: nothing else changes.
+    assert_eq!(
+        (
+            s.len,
+            s.snapshot_len,
+            s.amended,
+            s.dirty_len,
+            s.promotions,
+            s.dirty_rebuilds
+        ),
+        (1, 1, false, None, 1, 1)
+    );
+    assert_eq!(m.get_cloned(&0), Some(10_000));
+    // Overwrites of a dirty-only key (locked path) are bounded too.
+    m.insert(1, 0);
+    for i in 1..=1_000 {
+        m.insert(1, i);
+    }
+    assert!(m.stats().retired <= ROTATE_EVERY);
+    // So are removes and re-inserts.
+    for i in 0..1_000 {
+        m.remove(&0);
+        m.insert(0, i);
+    }
+    assert!(m.stats().retired <= ROTATE_EVERY);
+}
+
+#[test]
+fn a_held_ref_pins_retired_values_until_dropped() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let m: Map<u32, Counted> = map();
+    m.insert(0, Counted::new(0, &drops));
+    m.get(&9); // promote
+    let held = m.get(&0).unwrap();
+    for i in 1..=1_000 {
+        m.insert(0, Counted::new(i, &drops));
+    }
+    let pinned = m.stats();
+    assert!(pinned.retired >= 1_000, "{pinned:?}");
+    assert!(pinned.rotations > 0);
+    assert!(drops.load(SeqCst) == 0, "nothing may be freed while pinned");
+    assert_eq!(held.id, 0, "the held value is intact");
+    drop(held);
+    m.insert(0, Counted::new(1_001, &drops));
+    let after = m.stats();
+    assert!(after.retired < pinned.retired, "{after:?}");
+    assert!(after.retired <= ROTATE_EVERY, "{after:?}");
+    assert_eq!(drops.load(SeqCst), 1_001 - after.retired);
+    drop(m);
+    assert_eq!(drops.load(SeqCst), 1_002);
+}
+
+#[test]
+fn offered_values_that_are_not_stored_are_dropped_or_returned() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let m: Map<u32, Counted> = map();
+    m.insert(0, Counted::new(0, &drops));
+    // get_or_insert drops the offered value; try_insert gives it back.
+    assert!(!m.get_or_insert(0, Counted::new(1, &drops)).is_inserted());
+    assert_eq!(drops.load(SeqCst), 1);
+    let err = m.try_insert(0, Counted::new(2, &drops)).unwrap_err();
+    assert_eq!((err.current.id, err.not_inserted.id), (0, 2));
+    assert_eq!(drops.load(SeqCst), 1);
+    drop(err);
+    assert_eq!(drops.load(SeqCst), 2);
+    // A failed compare_and_swap gives the new value back.
+    let back = m
+        .compare_and_swap(&0, &Counted::new(9, &drops), Counted::new(3, &drops))
+        .unwrap_err();
+    assert_eq!(back.id, 3);
+    assert_eq!(
+        drops.load(SeqCst),
+        3,
+        "only the `expected` temporary is dropped"
+    );
+    drop(back);
+    assert_eq!(drops.load(SeqCst), 4);
+    drop(m);
+    assert_eq!(drops.load(SeqCst), 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The remaining public surface.
+
+#[test]
+fn constructors_start_empty_and_hash_with_the_given_hasher() {
+    let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+    let m: Map = DualMap::with_capacity_and_hasher(100, hasher.clone());
+    assert_eq!(m.stats(), fresh_stats());
+    assert_eq!(m.hasher().hash_one(7u32), hasher.hash_one(7u32));
+    let m: Map = DualMap::with_capacity(10);
+    assert!(m.is_empty());
+    let m: Map = DualMap::default();
+    assert_eq!(m.stats(), fresh_stats());
+    m.insert(1, 1);
+    assert_eq!(m.get_cloned(&1), Some(1));
+}
+
+#[test]
+fn clone_copies_the_present_keys_only_and_is_independent() {
+    let m = promoted(0..4);
+    m.remove(&0); // snapshot tombstone
+    m.insert(10, 10); // rebuild expunges 0; dirty-only key 10
+    assert!(m.compare_and_remove(&10, &10)); // dirty tombstone
+    m.insert(11, 11);
+    let copy = m.clone();
+    assert_eq!(sorted_pairs(&copy), [(1, 1), (2, 2), (3, 3), (11, 11)]);
+    assert_eq!(copy.len(), 4);
+    assert_eq!(copy.stats().len, 4);
+    copy.insert(1, 100);
+    copy.remove(&2);
+    assert_eq!(sorted_pairs(&m), [(1, 1), (2, 2), (3, 3), (11, 11)]);
+    assert_eq!(copy.hasher().hash_one(1u32), m.hasher().hash_one(1u32));
+}
+
+#[test]
+fn from_iter_extend_into_iter_and_debug() {
+    let m: Map = [(1, 1), (2, 2), (1, 3)].into_iter().collect();
+    assert_eq!(sorted_pairs(&m), [(1, 3), (2, 2)]);
+    assert_eq!(m.len(), 2);
+    let mut m2: Map = map();
+    m2.extend([(5, 5), (6, 6)]);
+    (&m2).extend([(6, 7), (8, 8)]);
+    assert_eq!(sorted_pairs(&m2), [(5, 5), (6, 7), (8, 8)]);
+    let mut via_ref: Vec<(u32, u32)> = (&m2).into_iter().map(|(k, v)| (*k, *v)).collect();
+    via_ref.sort_unstable();
+    assert_eq!(via_ref, [(5, 5), (6, 7), (8, 8)]);
+    let one: Map = map();
+    one.insert(4, 40);
+    one.insert(9, 90);
+    one.remove(&9);
+    assert_eq!(format!("{one:?}"), "{4: 40}");
+    let (k, v) = one.iter().next().unwrap();
+    assert_eq!(
+        (format!("{k:?} {v}"), format!("{:?}", one.get(&4).unwrap())),
+        ("4 40".to_owned(), "Ref(40)".to_owned())
+    );
+}
+
+#[test]
+fn get_or_insert_and_occupied_error_helpers() {
+    let m: Map = map();
+    let first = m.get_or_insert(1, 10);
+    assert!(first.is_inserted());
+    assert_eq!(format!("{first:?}"), "Inserted(10)");
+    assert_eq!(*first.into_ref(), 10);
+    let second = m.get_or_insert(1, 11);
+    assert!(!second.is_inserted());
+    assert_eq!(format!("{second:?}"), "Loaded(10)");
+    let err = m.try_insert(1, 12).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "key already present with value 10; 12 was not inserted"
+    );
+    assert_eq!(m.get_cloned(&1), Some(10));
+}
+
+#[test]
+fn refs_and_values_can_be_read_from_other_threads() {
+    let m: Map<u32, String> = map();
+    m.insert(1, "one".to_owned());
+    let r = m.get(&1).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(*r, "one");
+            m.insert(1, "uno".to_owned());
+            assert_eq!(m.get_cloned(&1).as_deref(), Some("uno"));
+        });
+    });
+    assert_eq!(*r, "one");
+    let moved = std::thread::spawn(move || r.len()).join().unwrap();
+    assert_eq!(moved, 3);
+}
