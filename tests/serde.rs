@@ -14,7 +14,10 @@ fn round_trips_through_json_as_a_map() {
 
     let json = serde_json::to_string(&map).unwrap();
     let as_std: HashMap<String, Vec<u32>> = serde_json::from_str(&json).unwrap();
-    assert_eq!(as_std, HashMap::from([("a".into(), vec![1, 2]), ("b".into(), vec![])]));
+    assert_eq!(
+        as_std,
+        HashMap::from([("a".into(), vec![1, 2]), ("b".into(), vec![])])
+    );
 
     let back: DualMap<String, Vec<u32>> = serde_json::from_str(&json).unwrap();
     assert_eq!(back.len(), 2);
@@ -30,7 +33,10 @@ fn later_duplicate_keys_win_and_bad_input_is_an_error() {
     assert_eq!(map.len(), 1);
 
     let not_a_map = serde_json::from_str::<DualMap<String, u8>>("[1, 2]").unwrap_err();
-    assert!(not_a_map.to_string().contains("expected a map"), "{not_a_map}");
+    assert!(
+        not_a_map.to_string().contains("expected a map"),
+        "{not_a_map}"
+    );
     let bad_value = serde_json::from_str::<DualMap<String, u8>>(r#"{"k": 300}"#).unwrap_err();
     assert!(bad_value.is_data(), "{bad_value}");
 }

@@ -1,0 +1,29 @@
+use dashmap::DashMap;
+
+#[derive(Default)]
+pub struct Profiles {
+    map: DashMap<u64, String>,
+}
+
+impl Profiles {
+    pub fn get(&self, user: u64) -> Option<String> {
+        self.map.get(&user).map(|name| name.clone())
+    }
+
+    /// Runs `load` only for an absent user, with no lock held; the first value stored wins.
+    pub fn get_or_load(&self, user: u64, load: impl FnOnce() -> String) -> String {
+        if let Some(name) = self.get(user) {
+            return name;
+        }
+        let name = load();
+        self.map.entry(user).or_insert(name).clone()
+    }
+
+    pub fn set(&self, user: u64, name: String) -> Option<String> {
+        self.map.insert(user, name)
+    }
+
+    pub fn remove(&self, user: u64) -> Option<String> {
+        self.map.remove(&user).map(|(_, name)| name)
+    }
+}
