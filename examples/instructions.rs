@@ -8,7 +8,9 @@
 //! With no arguments it re-runs itself under `valgrind --tool=callgrind` once per (map,
 //! operation), counting only the instructions inside `measured`, and prints a table of
 //! instructions per operation. `instructions MAP OP` runs one case directly (that is what
-//! callgrind runs). Keys are `u64`; the map holds 1,000 keys; every map uses ahash.
+//! callgrind runs). Keys are `u64`; maps hold 1,000 keys (the remove case: one key per
+//! operation); every map uses ahash. The counts include the loop around each operation
+//! (about 10 instructions: the key computation and a check of the result).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -16,75 +18,213 @@ use std::process::Command;
 
 const KEYS: u64 = 1_000;
 const OPS: u64 = 100_000;
+/// Iterations over the whole map for the `iterate` case (counted per key visited).
+const PASSES: u64 = 100;
 type Hasher = ahash::RandomState;
 
-/// One map under test, behind the operations measured.
-trait Map: Sync {
-    fn get_hit(&self, key: u64) -> bool;
-    fn insert_existing(&self, key: u64);
+/// One map under test. Each method runs `ops` operations in a loop compiled for that map.
+trait Map {
+    fn get_hits(&self, ops: u64);
+    fn get_misses(&self, ops: u64);
+    fn overwrites(&self, ops: u64);
+    fn inserts_of_new_keys(&self, ops: u64);
+    fn removes(&self, ops: u64);
+    fn iterate(&self, passes: u64);
 }
 
-impl Map for dualmap::DualMap<u64, u64> {
-    fn get_hit(&self, key: u64) -> bool {
-        self.get(&key).is_some_and(|value| *value == key)
-    }
-    fn insert_existing(&self, key: u64) {
-        self.insert(key, key);
-    }
-}
-
-impl Map for parking_lot::RwLock<HashMap<u64, u64, Hasher>> {
-    fn get_hit(&self, key: u64) -> bool {
-        self.read().get(&key) == Some(&key)
-    }
-    fn insert_existing(&self, key: u64) {
-        self.write().insert(key, key);
+/// The loop shared by every map's lookups: `ops` lookups of `keys`, each checked.
+#[inline(always)]
+fn lookups(ops: u64, first_key: u64, expect: bool, mut lookup: impl FnMut(u64) -> bool) {
+    for i in 0..ops {
+        assert_eq!(lookup(black_box(first_key + i % KEYS)), expect);
     }
 }
 
-impl Map for dashmap::DashMap<u64, u64, Hasher> {
-    fn get_hit(&self, key: u64) -> bool {
-        self.get(&key).is_some_and(|value| *value == key)
-    }
-    fn insert_existing(&self, key: u64) {
-        self.insert(key, key);
+#[inline(always)]
+fn writes(ops: u64, first_key: u64, mut write: impl FnMut(u64)) {
+    for i in 0..ops {
+        write(black_box(first_key + i % (ops.max(KEYS))));
     }
 }
 
-/// An unsynchronised `HashMap` that is never written after setup: the floor for reads.
+type DualMap = dualmap::DualMap<u64, u64>;
+
+impl Map for DualMap {
+    fn get_hits(&self, ops: u64) {
+        lookups(ops, 0, true, |k| self.get(&k).is_some_and(|v| *v == k));
+    }
+    fn get_misses(&self, ops: u64) {
+        lookups(ops, KEYS, false, |k| self.get(&k).is_some());
+    }
+    fn overwrites(&self, ops: u64) {
+        writes(ops, 0, |k| drop(self.insert(k % KEYS, k)));
+    }
+    fn inserts_of_new_keys(&self, ops: u64) {
+        writes(ops, KEYS, |k| drop(self.insert(k, k)));
+    }
+    fn removes(&self, ops: u64) {
+        writes(ops, 0, |k| assert!(self.remove(&k).is_some()));
+    }
+    fn iterate(&self, passes: u64) {
+        for _ in 0..passes {
+            assert_eq!(self.iter().map(|(k, v)| *k ^ *v).sum::<u64>(), 0);
+        }
+    }
+}
+
+/// dualmap read through a `Reader` (reads only).
+struct ViaReader(DualMap);
+
+impl Map for ViaReader {
+    fn get_hits(&self, ops: u64) {
+        let mut reader = self.0.reader();
+        lookups(ops, 0, true, |k| reader.get(&k) == Some(&k));
+    }
+    fn get_misses(&self, ops: u64) {
+        let mut reader = self.0.reader();
+        lookups(ops, KEYS, false, |k| reader.get(&k).is_some());
+    }
+    fn overwrites(&self, _: u64) {
+        unreachable!("a Reader only reads")
+    }
+    fn inserts_of_new_keys(&self, _: u64) {
+        unreachable!("a Reader only reads")
+    }
+    fn removes(&self, _: u64) {
+        unreachable!("a Reader only reads")
+    }
+    fn iterate(&self, _: u64) {
+        unreachable!("a Reader only reads")
+    }
+}
+
+type RwLockMap = parking_lot::RwLock<HashMap<u64, u64, Hasher>>;
+
+impl Map for RwLockMap {
+    fn get_hits(&self, ops: u64) {
+        lookups(ops, 0, true, |k| self.read().get(&k) == Some(&k));
+    }
+    fn get_misses(&self, ops: u64) {
+        lookups(ops, KEYS, false, |k| self.read().contains_key(&k));
+    }
+    fn overwrites(&self, ops: u64) {
+        writes(ops, 0, |k| {
+            self.write().insert(k % KEYS, k);
+        });
+    }
+    fn inserts_of_new_keys(&self, ops: u64) {
+        writes(ops, KEYS, |k| {
+            self.write().insert(k, k);
+        });
+    }
+    fn removes(&self, ops: u64) {
+        writes(ops, 0, |k| assert!(self.write().remove(&k).is_some()));
+    }
+    fn iterate(&self, passes: u64) {
+        for _ in 0..passes {
+            assert_eq!(self.read().iter().map(|(k, v)| k ^ v).sum::<u64>(), 0);
+        }
+    }
+}
+
+type DashMap = dashmap::DashMap<u64, u64, Hasher>;
+
+impl Map for DashMap {
+    fn get_hits(&self, ops: u64) {
+        lookups(ops, 0, true, |k| self.get(&k).is_some_and(|v| *v == k));
+    }
+    fn get_misses(&self, ops: u64) {
+        lookups(ops, KEYS, false, |k| self.contains_key(&k));
+    }
+    fn overwrites(&self, ops: u64) {
+        writes(ops, 0, |k| {
+            self.insert(k % KEYS, k);
+        });
+    }
+    fn inserts_of_new_keys(&self, ops: u64) {
+        writes(ops, KEYS, |k| {
+            self.insert(k, k);
+        });
+    }
+    fn removes(&self, ops: u64) {
+        writes(ops, 0, |k| assert!(self.remove(&k).is_some()));
+    }
+    fn iterate(&self, passes: u64) {
+        for _ in 0..passes {
+            assert_eq!(self.iter().map(|e| e.key() ^ e.value()).sum::<u64>(), 0);
+        }
+    }
+}
+
+/// An unsynchronised `HashMap` never written after setup: the floor for reads.
 struct Frozen(HashMap<u64, u64, Hasher>);
 
 impl Map for Frozen {
-    fn get_hit(&self, key: u64) -> bool {
-        self.0.get(&key) == Some(&key)
+    fn get_hits(&self, ops: u64) {
+        lookups(ops, 0, true, |k| self.0.get(&k) == Some(&k));
     }
-    fn insert_existing(&self, _key: u64) {
+    fn get_misses(&self, ops: u64) {
+        lookups(ops, KEYS, false, |k| self.0.contains_key(&k));
+    }
+    fn overwrites(&self, _: u64) {
         unreachable!("the frozen map is read-only")
     }
-}
-
-const MAPS: [&str; 4] = ["dualmap", "rwlock-hashmap", "dashmap", "frozen-hashmap"];
-const OPERATIONS: [&str; 2] = ["get_hit", "insert_existing"];
-
-fn filled<M: FromIterator<(u64, u64)>>() -> M {
-    (0..KEYS).map(|key| (key, key)).collect()
-}
-
-fn build(name: &str) -> Box<dyn Map> {
-    match name {
-        "dualmap" => {
-            let map: dualmap::DualMap<u64, u64> = filled();
-            // Make every key lock-free, as in a read-mostly steady state: one pass of gets
-            // promotes the dirty map.
-            for key in 0..KEYS {
-                map.get(&key);
-            }
-            assert_eq!(map.stats().dirty_len, None, "the setup promotes every key");
-            Box::new(map)
+    fn inserts_of_new_keys(&self, _: u64) {
+        unreachable!("the frozen map is read-only")
+    }
+    fn removes(&self, _: u64) {
+        unreachable!("the frozen map is read-only")
+    }
+    fn iterate(&self, passes: u64) {
+        for _ in 0..passes {
+            assert_eq!(self.0.iter().map(|(k, v)| k ^ v).sum::<u64>(), 0);
         }
-        "rwlock-hashmap" => Box::new(parking_lot::RwLock::new(filled::<HashMap<_, _, Hasher>>())),
-        "dashmap" => Box::new(filled::<dashmap::DashMap<_, _, Hasher>>()),
-        "frozen-hashmap" => Box::new(Frozen(filled())),
+    }
+}
+
+const MAPS: [&str; 5] = [
+    "dualmap",
+    "dualmap-reader",
+    "rwlock-hashmap",
+    "dashmap",
+    "frozen-hashmap",
+];
+const OPERATIONS: [&str; 6] = [
+    "get_hit",
+    "get_miss",
+    "overwrite",
+    "insert_new",
+    "remove",
+    "iterate",
+];
+
+/// Which (map, operation) pairs exist: the reader and the frozen map only read.
+fn supported(map: &str, operation: &str) -> bool {
+    match map {
+        "dualmap-reader" => operation.starts_with("get"),
+        "frozen-hashmap" => operation.starts_with("get") || operation == "iterate",
+        _ => true,
+    }
+}
+
+fn build(name: &str, operation: &str) -> Box<dyn Map> {
+    let keys = if operation == "remove" { OPS } else { KEYS };
+    let pairs = || (0..keys).map(|key| (key, key));
+    let dualmap = || {
+        let map: DualMap = pairs().collect();
+        // The steady state of a read-mostly map: one pass of gets promotes every key.
+        for key in 0..keys {
+            map.get(&key);
+        }
+        assert_eq!(map.stats().dirty_len, None, "the setup promotes every key");
+        map
+    };
+    match name {
+        "dualmap" => Box::new(dualmap()),
+        "dualmap-reader" => Box::new(ViaReader(dualmap())),
+        "rwlock-hashmap" => Box::new(RwLockMap::new(pairs().collect())),
+        "dashmap" => Box::new(pairs().collect::<DashMap>()),
+        "frozen-hashmap" => Box::new(Frozen(pairs().collect())),
         other => panic!("unknown map {other}; one of {MAPS:?}"),
     }
 }
@@ -92,22 +232,23 @@ fn build(name: &str) -> Box<dyn Map> {
 /// The only function whose instructions callgrind counts (`--toggle-collect`).
 #[inline(never)]
 fn measured(map: &dyn Map, operation: &str) {
-    run(map, operation, OPS);
+    match operation {
+        "get_hit" => map.get_hits(OPS),
+        "get_miss" => map.get_misses(OPS),
+        "overwrite" => map.overwrites(OPS),
+        "insert_new" => map.inserts_of_new_keys(OPS),
+        "remove" => map.removes(OPS),
+        "iterate" => map.iterate(PASSES),
+        other => panic!("unknown operation {other}; one of {OPERATIONS:?}"),
+    }
 }
 
-fn run(map: &dyn Map, operation: &str, ops: u64) {
-    match operation {
-        "get_hit" => {
-            for i in 0..ops {
-                assert!(map.get_hit(black_box(i % KEYS)));
-            }
-        }
-        "insert_existing" => {
-            for i in 0..ops {
-                map.insert_existing(black_box(i % KEYS));
-            }
-        }
-        other => panic!("unknown operation {other}; one of {OPERATIONS:?}"),
+/// Operations counted by one run of `operation`.
+fn operations(operation: &str) -> u64 {
+    if operation == "iterate" {
+        PASSES * KEYS
+    } else {
+        OPS
     }
 }
 
@@ -120,6 +261,9 @@ fn count(map: &str, operation: &str) -> Option<f64> {
         .args([map, operation])
         .output()
         .ok()?;
+    if !output.status.success() {
+        return None;
+    }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let collected = stderr
         .lines()
@@ -127,28 +271,33 @@ fn count(map: &str, operation: &str) -> Option<f64> {
         .trim()
         .parse::<f64>()
         .ok()?;
-    Some(collected / OPS as f64)
+    Some(collected / operations(operation) as f64)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [map, operation] = args.as_slice() {
-        let map_under_test = build(map);
-        run(&*map_under_test, operation, 1_000); // warm up: thread registration, caches
-        measured(&*map_under_test, operation);
+        // Building a dualmap reads every key once, which also registers the thread with
+        // arc-swap outside the measured function.
+        measured(&*build(map, operation), operation);
         return;
     }
-    println!("instructions per operation (callgrind), u64 keys, {KEYS}-key map, {OPS} ops each");
-    println!("{:<16} {:>10} {:>16}", "map", "get_hit", "insert_existing");
+    println!("instructions per operation (callgrind), u64 keys, {KEYS}-key maps");
+    print!("{:<16}", "map");
+    for operation in OPERATIONS {
+        print!(" {operation:>11}");
+    }
+    println!();
     for map in MAPS {
-        let cell = |operation| match (map, operation) {
-            ("frozen-hashmap", "insert_existing") => "-".to_string(),
-            _ => count(map, operation).map_or("n/a".to_string(), |n| format!("{n:.1}")),
-        };
-        println!(
-            "{map:<16} {:>10} {:>16}",
-            cell("get_hit"),
-            cell("insert_existing")
-        );
+        print!("{map:<16}");
+        for operation in OPERATIONS {
+            let cell = if supported(map, operation) {
+                count(map, operation).map_or("failed".to_string(), |n| format!("{n:.1}"))
+            } else {
+                "-".to_string()
+            };
+            print!(" {cell:>11}");
+        }
+        println!();
     }
 }

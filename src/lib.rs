@@ -43,6 +43,13 @@
 //! fn shareable<T: Send + Sync>() {}
 //! shareable::<dualmap::DualMap<String, Vec<u8>>>();
 //! shareable::<dualmap::Ref<String, Vec<u8>>>();
+//! fn sendable<T: Send>() {}
+//! sendable::<dualmap::Reader<'static, String, Vec<u8>>>();
+//! ```
+//! ```compile_fail
+//! // A `Reader` is a one-thread handle: `Send`, never `Sync`.
+//! fn shareable<T: Sync>() {}
+//! shareable::<dualmap::Reader<'static, String, Vec<u8>>>();
 //! ```
 //! ```compile_fail
 //! // `Rc` is neither `Send` nor `Sync`, so a map of them cannot be shared.
@@ -55,6 +62,9 @@
 //! shareable::<dualmap::DualMap<u32, std::cell::Cell<u32>>>();
 //! ```
 //!
+//! For hot read loops, [`DualMap::reader`] returns a per-thread [`Reader`] whose hits need no
+//! guard at all.
+//!
 //! The [`docs`] module has the Go name table, the reclamation scheme and performance notes.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
@@ -65,6 +75,7 @@ mod entry;
 mod iter;
 mod map;
 mod raw;
+mod reader;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
@@ -75,5 +86,6 @@ mod value_ref;
 
 pub use iter::{Iter, Keys, Pinned, Values};
 pub use map::{DualMap, GetOrInsert, OccupiedError};
+pub use reader::Reader;
 pub use stats::Stats;
 pub use value_ref::Ref;

@@ -3,6 +3,7 @@
 use crate::entry::OwnedValue;
 use crate::iter::{Iter, Keys, Values};
 use crate::raw::RawMap;
+use crate::reader::Reader;
 use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
@@ -180,6 +181,23 @@ impl<K, V, S> DualMap<K, V, S> {
         }
     }
 
+    pub(crate) fn raw(&self) -> &RawMap<K, V> {
+        &self.raw
+    }
+
+    /// A [`Reader`]: a read handle for one thread whose hits need no guard at all (see its
+    /// docs for what it pins between calls).
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert("k", 1);
+    /// let mut reader = map.reader();
+    /// assert_eq!(reader.get("k"), Some(&1));
+    /// ```
+    pub fn reader(&self) -> Reader<'_, K, V, S> {
+        Reader::new(self)
+    }
+
     /// The map's hasher.
     ///
     /// ```
@@ -316,7 +334,7 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         self.hasher.hash_one(key)
     }
 

@@ -9,8 +9,8 @@
 use crate::dirty::{Dirty, Garbage, Located};
 use crate::entry::{Displaced, Entry, LoadedOrStored, OwnedValue, Stored, ValueNode};
 use crate::reclaim::Epoch;
-use crate::snapshot::{publish, LiveKeys, Publication, Snapshot, Table};
-use crate::sync::{Arc, Mutex, SnapshotCell, SnapshotGuard};
+use crate::snapshot::{publish, LiveKeys, Lookup, Publication, Snapshot, Table};
+use crate::sync::{Arc, Mutex, SnapshotCache, SnapshotCell, SnapshotGuard};
 use crate::value_ref::Ref;
 use crate::Stats;
 use hashbrown::HashTable;
@@ -163,14 +163,23 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
     {
         let snapshot = self.read.load();
-        if let Some(entry) = snapshot.find(hash, key) {
-            let node = entry.load()?;
-            return Some(Self::ref_to(snapshot, None, node));
+        match snapshot.lookup(hash, key) {
+            Lookup::Present(node) => Some(Self::ref_to(snapshot, None, node)),
+            Lookup::Absent => None,
+            Lookup::AskDirty => {
+                drop(snapshot);
+                self.get_locked(hash, key)
+            }
         }
-        if !snapshot.amended {
-            return None;
-        }
-        drop(snapshot);
+    }
+
+    /// Go's `Load` after the snapshot could not answer: re-check and look in the dirty map
+    /// under the lock, counting a miss.
+    pub(crate) fn get_locked<Q>(&self, hash: u64, key: &Q) -> Option<Ref<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let (snapshot, entry) = self.locate_locked(hash, key, MissRule::EveryDirtyLookup, false);
         let entry = entry?;
         let node = entry.load()?;
@@ -446,6 +455,11 @@ impl<K, V> RawMap<K, V> {
             ));
             dirty.misses = 0;
         });
+    }
+
+    /// A private cache of the published snapshot, for a `Reader`.
+    pub(crate) fn snapshot_cache(&self) -> SnapshotCache<'_, Snapshot<K, V>> {
+        self.read.cache()
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -4,11 +4,12 @@
 //! Each snapshot also carries its reclamation epoch and the live-key counter of its
 //! generation (a generation lasts from one `clear` to the next).
 
-use crate::entry::Entry;
+use crate::entry::{Entry, ValueNode};
 use crate::reclaim::Epoch;
 use crate::sync::{Arc, AtomicIsize, AtomicUsize, SnapshotCell};
 use hashbrown::HashTable;
 use std::borrow::Borrow;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The table type of both the read snapshot and the dirty map: entries with their hash.
@@ -80,6 +81,29 @@ impl<K, V> Snapshot<K, V> {
     {
         find(&self.table, hash, key)
     }
+
+    /// Go's lock-free part of `Load`. The caller keeps this snapshot pinned for as long as it
+    /// uses the value.
+    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Lookup<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        match self.find(hash, key) {
+            Some(entry) => entry.load().map_or(Lookup::Absent, Lookup::Present),
+            None if self.amended => Lookup::AskDirty,
+            None => Lookup::Absent,
+        }
+    }
+}
+
+/// What a snapshot alone can say about a key.
+pub(crate) enum Lookup<V> {
+    Present(NonNull<ValueNode<V>>),
+    /// Certainly absent: deleted in the snapshot, or missing while nothing was added since.
+    Absent,
+    /// Missing while the dirty map holds keys the snapshot lacks: only the dirty map knows.
+    AskDirty,
 }
 
 /// What a new snapshot changes relative to the current one.

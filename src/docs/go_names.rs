@@ -2,7 +2,7 @@
 //!
 //! | Go (`sync.Map`) | dualmap | notes |
 //! |---|---|---|
-//! | `Load(k)` | [`get`](crate::DualMap::get), [`get_cloned`](crate::DualMap::get_cloned), [`contains_key`](crate::DualMap::contains_key) | `get` returns a [`Ref`](crate::Ref) that holds no lock |
+//! | `Load(k)` | [`get`](crate::DualMap::get), [`get_cloned`](crate::DualMap::get_cloned), [`contains_key`](crate::DualMap::contains_key) | `get` returns a [`Ref`](crate::Ref) that holds no lock; [`reader`](crate::DualMap::reader) for hot loops |
 //! | `Store(k, v)` | [`insert`](crate::DualMap::insert) (drop the result) | |
 //! | `Swap(k, v)` | [`insert`](crate::DualMap::insert) | returns the previous value |
 //! | `LoadOrStore(k, v)` | [`get_or_insert`](crate::DualMap::get_or_insert), [`try_insert`](crate::DualMap::try_insert) | `loaded` is [`GetOrInsert::Loaded`](crate::GetOrInsert::Loaded); `try_insert` gives the value back |

@@ -1,0 +1,259 @@
+//! [`Reader`]: a per-thread read handle that caches the snapshot, so a hit needs no guard.
+
+use crate::entry::value_of;
+use crate::snapshot::{Lookup, Snapshot};
+use crate::sync::SnapshotCache;
+use crate::value_ref::Ref;
+use crate::DualMap;
+use std::borrow::Borrow;
+use std::cell::Cell;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+
+/// A read handle for one thread, from [`DualMap::reader`]: the fastest way to read.
+///
+/// A `Reader` keeps its own reference to the map's current read snapshot. Each lookup first
+/// checks, with one relaxed load, that the snapshot is still current (and takes the new one if
+/// not); a hit then costs one hash probe and two pointer loads, with no guard, no lock and no
+/// shared write at all. Keys the snapshot lacks while the dirty map holds extra keys take the
+/// map's lock, exactly as [`DualMap::get`] does.
+///
+/// Lookups take `&mut self` and return plain `&V`s that live until the next call: the borrow
+/// checker stops the snapshot from changing under them.
+///
+/// **It pins its snapshot between calls.** Like a held [`Ref`], the snapshot a `Reader`
+/// cached (and every value displaced after it was published) stays in memory until the
+/// `Reader` looks up again, calls [`refresh`](Self::refresh), or is dropped. A `Reader` that
+/// sits idle in a thread-local while other threads overwrite values holds that garbage: call
+/// `refresh` when a thread goes idle, or drop the `Reader`.
+///
+/// A `Reader` is `Send` (create it on one thread, use it on another) but not `Sync`: it is a
+/// one-thread handle; give each thread its own.
+///
+/// ```
+/// use dualmap::DualMap;
+///
+/// let routes = DualMap::new();
+/// routes.insert("/health", 200);
+/// routes.insert("/login", 302);
+/// std::thread::scope(|scope| {
+///     for _ in 0..2 {
+///         scope.spawn(|| {
+///             let mut reader = routes.reader();
+///             for _ in 0..1_000 {
+///                 assert_eq!(reader.get("/health"), Some(&200));
+///                 assert!(!reader.contains_key("/missing"));
+///             }
+///         });
+///     }
+/// });
+/// ```
+pub struct Reader<'a, K, V, S = ahash::RandomState> {
+    map: &'a DualMap<K, V, S>,
+    snapshot: SnapshotCache<'a, Snapshot<K, V>>,
+    /// The last value found under the lock (a key only the dirty map held), kept so that the
+    /// returned `&V` stays valid until the next call.
+    locked_hit: Option<Ref<K, V>>,
+    _one_thread: PhantomData<Cell<()>>,
+}
+
+impl<'a, K, V, S> Reader<'a, K, V, S> {
+    pub(crate) fn new(map: &'a DualMap<K, V, S>) -> Self {
+        Self {
+            map,
+            snapshot: map.raw().snapshot_cache(),
+            locked_hit: None,
+            _one_thread: PhantomData,
+        }
+    }
+
+    /// Moves to the map's current snapshot and lets go of the previous one (and of the value
+    /// kept from the last locked lookup), so the garbage it pinned can be freed. Lookups do
+    /// this themselves; call it when the thread goes idle.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, String::from("a"));
+    /// let mut reader = map.reader();
+    /// assert_eq!(reader.get(&1).map(String::as_str), Some("a"));
+    /// map.insert(1, String::from("b")); // "a" is retired; the reader still pins it
+    /// reader.refresh(); // now it can be freed
+    /// assert_eq!(reader.get(&1).map(String::as_str), Some("b"));
+    /// ```
+    pub fn refresh(&mut self) {
+        self.locked_hit = None;
+        self.snapshot.load();
+    }
+}
+
+impl<K, V, S> Reader<'_, K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// The value of `key`, valid until the next call on this `Reader`.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(String::from("k"), 1);
+    /// let mut reader = map.reader();
+    /// assert_eq!(reader.get("k"), Some(&1));
+    /// assert_eq!(reader.get("missing"), None);
+    /// ```
+    pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.map.hash(key);
+        match self.snapshot.load().lookup(hash, key) {
+            // SAFETY: the node was loaded after the cached snapshot was, and that snapshot
+            // stays pinned while the returned reference borrows `self` (DESIGN.md,
+            // "Reclamation").
+            Lookup::Present(node) => Some(unsafe { value_of(node) }),
+            Lookup::Absent => None,
+            Lookup::AskDirty => {
+                self.locked_hit = self.map.raw().get_locked(hash, key);
+                self.locked_hit.as_deref()
+            }
+        }
+    }
+
+    /// A clone of the value of `key`.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, vec![1, 2]);
+    /// assert_eq!(map.reader().get_cloned(&1), Some(vec![1, 2]));
+    /// ```
+    pub fn get_cloned<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        self.get(key).cloned()
+    }
+
+    /// True if `key` is present.
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// map.insert(1, ());
+    /// let mut reader = map.reader();
+    /// assert!(reader.contains_key(&1));
+    /// assert!(!reader.contains_key(&2));
+    /// ```
+    pub fn contains_key<Q>(&mut self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key).is_some()
+    }
+}
+
+impl<K, V, S> fmt::Debug for Reader<'_, K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("holds_locked_hit", &self.locked_hit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::reclaim::ROTATE_EVERY;
+    use crate::DualMap;
+
+    fn map() -> DualMap<u64, String, ahash::RandomState> {
+        DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+    }
+
+    #[test]
+    fn sees_every_kind_of_key_and_counts_misses_like_get() {
+        let map = map();
+        map.insert(1, "one".into());
+        let mut reader = map.reader();
+        // Key 1 is dirty-only: the reader takes the lock, finds it and counts a miss, which
+        // (with one dirty entry) promotes it.
+        assert_eq!(reader.get(&1).map(String::as_str), Some("one"));
+        assert_eq!(map.stats().promotions, 1);
+        // Now lock-free, and the reader moved to the new snapshot by itself.
+        assert_eq!(reader.get_cloned(&1), Some("one".to_string()));
+        assert!(reader.contains_key(&1));
+        assert!(!reader.contains_key(&2));
+        let before = map.stats();
+        assert_eq!(reader.get(&2), None); // not amended: answered without the lock
+        assert_eq!(map.stats(), before);
+        map.remove(&1);
+        assert_eq!(reader.get(&1), None);
+    }
+
+    #[test]
+    fn a_value_found_under_the_lock_outlives_its_removal_until_the_next_call() {
+        let map = map();
+        map.insert(0, "zero".into());
+        map.get(&0); // promote key 0
+        map.insert(1, "dirty".into());
+        map.insert(2, "dirty too".into()); // two dirty-only keys: one miss does not promote
+        let mut reader = map.reader();
+        let value = reader.get(&1).unwrap();
+        assert_eq!(map.stats().dirty_len, Some(3));
+        drop(map.remove(&1)); // takes the entry out of the dirty map and retires the value
+        map.insert(1, "replaced".into());
+        for i in 0..3 * ROTATE_EVERY as u64 {
+            map.insert(0, format!("churn {i}")); // rotations: the old epochs could drain
+        }
+        assert_eq!(value, "dirty"); // still readable: the reader holds it
+        assert_eq!(reader.get(&1).map(String::as_str), Some("replaced"));
+    }
+
+    #[test]
+    fn pins_its_snapshot_between_calls_until_refresh() {
+        let map = map();
+        map.insert(0, "v".into());
+        map.get(&0);
+        let mut reader = map.reader();
+        assert!(reader.contains_key(&0));
+        for i in 0..1_000 {
+            map.insert(0, i.to_string());
+        }
+        assert!(
+            map.stats().retired >= 1_000 - ROTATE_EVERY,
+            "{:?}",
+            map.stats()
+        );
+        reader.refresh();
+        map.insert(0, "last".into());
+        assert!(map.stats().retired <= ROTATE_EVERY, "{:?}", map.stats());
+        assert_eq!(reader.get(&0).map(String::as_str), Some("last"));
+    }
+
+    #[test]
+    fn readers_on_several_threads_only_see_stored_values() {
+        let map = map();
+        for key in 0..16 {
+            map.insert(key, format!("{key}:0"));
+        }
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    let mut reader = map.reader();
+                    for i in 0..if cfg!(miri) { 50 } else { 20_000 } {
+                        let key = i % 16;
+                        let value = reader.get(&key).expect("never removed");
+                        let (k, _round) = value.split_once(':').unwrap();
+                        assert_eq!(k.parse::<u64>().unwrap(), key);
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for round in 1..if cfg!(miri) { 20 } else { 2_000 } {
+                    map.insert(round % 16, format!("{}:{round}", round % 16));
+                }
+            });
+        });
+    }
+}
