@@ -162,7 +162,7 @@ fn unknown_and_logged_out_sessions_are_rejected_as_unknown() {
 #[test]
 fn login_never_overwrites_a_session_that_holds_the_id() {
     // `insert_new` is `get_or_insert` on dualmap, the entry API on the peers.
-    fn check(store: &dyn SessionStore) {
+    fn check(store: &impl SessionStore) {
         let id = SessionId(99);
         let first = Session {
             user: 1,

@@ -242,9 +242,33 @@ pub struct Accepted {
     pub user: u64,
 }
 
+/// How one validator thread looks sessions up: dualmap's per-thread [`dualmap::Reader`], or
+/// the shared map itself for the peers.
+pub trait SessionLookup {
+    fn lookup(&mut self, id: &SessionId) -> Option<Session>;
+}
+
+impl<S: SessionStore> SessionLookup for &S {
+    fn lookup(&mut self, id: &SessionId) -> Option<Session> {
+        SessionStore::lookup(*self, id)
+    }
+}
+
+impl SessionLookup for dualmap::Reader<'_, SessionId, Session> {
+    fn lookup(&mut self, id: &SessionId) -> Option<Session> {
+        self.get(id).copied()
+    }
+}
+
 /// The maps a [`SessionService`] can keep its sessions in: dualmap and two peers, so the same
 /// load runs on each. Each method is one map operation.
 pub trait SessionStore: Send + Sync {
+    /// What a validator thread looks sessions up with.
+    type Lookup<'a>: SessionLookup
+    where
+        Self: 'a;
+    /// A lookup handle for one thread.
+    fn lookup_handle(&self) -> Self::Lookup<'_>;
     /// Inserts if the id is free; false if it is taken (nothing changes then).
     fn insert_new(&self, id: SessionId, session: Session) -> bool;
     fn lookup(&self, id: &SessionId) -> Option<Session>;
@@ -261,13 +285,19 @@ pub trait SessionStore: Send + Sync {
 }
 
 impl SessionStore for DualMap<SessionId, Session> {
+    /// Validators read through a `Reader`: a hit needs no guard at all.
+    type Lookup<'a> = dualmap::Reader<'a, SessionId, Session>;
+
+    fn lookup_handle(&self) -> Self::Lookup<'_> {
+        self.reader()
+    }
+
     fn insert_new(&self, id: SessionId, session: Session) -> bool {
         // Login: `get_or_insert` never overwrites a session that holds the id already.
         matches!(self.get_or_insert(id, session), GetOrInsert::Inserted(_))
     }
 
     fn lookup(&self, id: &SessionId) -> Option<Session> {
-        // Reader: validators switch to a per-thread `Reader` handle here once dualmap has one.
         self.get(id).map(|session| *session)
     }
 
@@ -299,6 +329,12 @@ impl SessionStore for DualMap<SessionId, Session> {
 }
 
 impl SessionStore for dashmap::DashMap<SessionId, Session, ahash::RandomState> {
+    type Lookup<'a> = &'a Self;
+
+    fn lookup_handle(&self) -> &Self {
+        self
+    }
+
     fn insert_new(&self, id: SessionId, session: Session) -> bool {
         match self.entry(id) {
             dashmap::Entry::Occupied(_) => false,
@@ -340,6 +376,12 @@ impl SessionStore for dashmap::DashMap<SessionId, Session, ahash::RandomState> {
 pub type LockedMap = parking_lot::RwLock<HashMap<SessionId, Session, ahash::RandomState>>;
 
 impl SessionStore for LockedMap {
+    type Lookup<'a> = &'a Self;
+
+    fn lookup_handle(&self) -> &Self {
+        self
+    }
+
     fn insert_new(&self, id: SessionId, session: Session) -> bool {
         match self.write().entry(id) {
             std::collections::hash_map::Entry::Occupied(_) => false,
@@ -465,11 +507,22 @@ impl<S: SessionStore> SessionService<S> {
 
     /// Validates `token` at time `now_ms`.
     pub fn validate(&self, token: &str, now_ms: u64) -> Result<Accepted, Reject> {
+        self.validate_with(&mut self.sessions.lookup_handle(), token, now_ms)
+    }
+
+    /// Validates `token` at time `now_ms`, looking the session up through this thread's
+    /// `lookup` handle (see [`SessionStore::lookup_handle`]).
+    pub fn validate_with(
+        &self,
+        lookup: &mut impl SessionLookup,
+        token: &str,
+        now_ms: u64,
+    ) -> Result<Accepted, Reject> {
         let claims = self.signer.verify(token)?;
         if now_ms >= claims.expires_ms {
             return Err(Reject::Expired);
         }
-        match self.sessions.lookup(&claims.session) {
+        match lookup.lookup(&claims.session) {
             Some(session) => Ok(Accepted {
                 session: claims.session,
                 user: session.user,
@@ -1045,6 +1098,7 @@ fn validate_loop<S: SessionStore>(
         failures: Vec::new(),
     };
     let mut failures = Failures::new();
+    let mut lookup = service.sessions().lookup_handle();
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..256 {
             let (slot, pool) = if rng.chance(bad_share) {
@@ -1056,7 +1110,7 @@ fn validate_loop<S: SessionStore>(
             let probe = &pool[rng.below(pool.len())];
             let start = Instant::now();
             let now = now_ms();
-            let got = service.validate(&probe.token, now);
+            let got = service.validate_with(&mut lookup, &probe.token, now);
             let took = start.elapsed();
             result.latency.saturating_record(took.as_nanos() as u64);
             result.outcomes[outcome_index(&got)] += 1;
