@@ -1,0 +1,556 @@
+//! `dualmap-bench`: dualmap side by side with dashmap, `parking_lot::RwLock<HashMap>`,
+//! `Mutex<HashMap>`, papaya and `scc::HashMap` (and a frozen `HashMap` as the read ceiling), in
+//! one run: Go's 24 `sync.Map` workloads (ns/op as Go reports it), mixed workloads (Mops/s)
+//! and a write-scaling benchmark. Prints tables with every map's ratio to dashmap and to the
+//! ceiling, writes CSV files and SVG charts, and can rewrite BENCHMARKS.md.
+//!
+//! ```text
+//! cargo run --release -p dualmap-bench                          # the default set (< 2 min on 2 cores)
+//! cargo run --release -p dualmap-bench -- --quick               # tiny sizes, for CI
+//! cargo run --release -p dualmap-bench -- --write-benchmarks-md # default set + BENCHMARKS.md
+//! cargo run --release -p dualmap-bench -- --parts mixes --maps dualmap,dashmap --sizes 1000
+//! ```
+
+mod report;
+mod svg;
+mod workloads;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use workloads::{Dist, GoWorkload, KeyStreams, MapKind, Mix};
+
+/// Benchmarks dualmap against other concurrent maps: Go's sync.Map workloads, mixed
+/// workloads and write scaling, in one run.
+#[derive(Parser, Debug)]
+#[command(name = "dualmap-bench", version, about)]
+struct Args {
+    /// Tiny sizes and very short runs, for CI: checks that everything runs, measures nothing
+    /// worth reading. Writes to target/bench-quick unless --out is given.
+    #[arg(long)]
+    quick: bool,
+
+    /// Parts to run: go, mixes, write-scaling (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "go,mixes,write-scaling")]
+    parts: Vec<String>,
+
+    /// Maps to run: dualmap, dualmap-reader (mixes only), dashmap, rwlock-hashmap,
+    /// mutex-hashmap, papaya, scc, frozen-hashmap (default: all). Ratios need dashmap and
+    /// frozen-hashmap.
+    #[arg(long, value_delimiter = ',')]
+    maps: Vec<String>,
+
+    /// Go workloads to run: names or case-insensitive substrings, e.g. LoadMostlyHits,Swap
+    /// (default: all 24).
+    #[arg(long, value_delimiter = ',')]
+    go: Vec<String>,
+
+    /// Mixes to run: read-only, read-99.9, read-99, read-heavy, exchange, rapid-grow.
+    #[arg(long, value_delimiter = ',')]
+    mixes: Vec<String>,
+
+    /// Key distributions of the mixes: uniform, zipf.
+    #[arg(long, value_delimiter = ',')]
+    dists: Vec<String>,
+
+    /// Map sizes of the mixes [default: 1000,100000,1000000; --quick: 1000].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<u64>,
+
+    /// Thread counts for every part [default: $DUALMAP_BENCH_THREADS, else 1 and
+    /// available_parallelism for Go's workloads and 1..=available_parallelism for the mixes].
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
+
+    /// Parked threads of the write-scaling benchmark.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    parked: Vec<usize>,
+
+    /// Target time of one Go workload run, in ms: the op count is calibrated as Go's testing
+    /// package does, then the workload runs --repeats times in all [default: 15; --quick: 2].
+    #[arg(long)]
+    go_ms: Option<u64>,
+
+    /// Time of one measured phase of a mix configuration, in ms; each configuration runs a
+    /// warm-up of half of it, then --repeats phases [default: 30; --quick: 3].
+    #[arg(long)]
+    mix_ms: Option<u64>,
+
+    /// Time of one measured run of a write-scaling configuration, in ms, after a warm-up of
+    /// half of it [default: 20; --quick: 2].
+    #[arg(long)]
+    write_ms: Option<u64>,
+
+    /// Measurements per configuration; the median is reported (robust to a run that another
+    /// process interrupted) [default: 3; --quick: 1].
+    #[arg(long)]
+    repeats: Option<usize>,
+
+    /// Directory for the CSV files, SVG charts and report.md [default: bench/results;
+    /// --quick: target/bench-quick].
+    #[arg(long)]
+    out: Option<PathBuf>,
+
+    /// Also rewrite the generated sections of BENCHMARKS.md (keeping the prose between them)
+    /// and re-run the instruction counter for its last table.
+    #[arg(long)]
+    write_benchmarks_md: bool,
+
+    /// The BENCHMARKS.md that --write-benchmarks-md rewrites [default: BENCHMARKS.md at the
+    /// workspace root].
+    #[arg(long, requires = "write_benchmarks_md")]
+    benchmarks_md: Option<PathBuf>,
+
+    /// With --write-benchmarks-md: do not re-run `cargo run --release --example
+    /// instructions` (valgrind); keep the section already in the file.
+    #[arg(long)]
+    skip_instructions: bool,
+
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Everything one run does, resolved from the arguments.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub quick: bool,
+    pub go: bool,
+    pub mixes: bool,
+    pub write_scaling: bool,
+    pub maps: Vec<MapKind>,
+    pub go_workloads: Vec<GoWorkload>,
+    pub go_threads: Vec<usize>,
+    pub mix_list: Vec<Mix>,
+    pub dists: Vec<Dist>,
+    pub sizes: Vec<u64>,
+    pub mix_threads: Vec<usize>,
+    pub parked: Vec<usize>,
+    pub go_time: Duration,
+    pub mix_time: Duration,
+    pub write_time: Duration,
+    pub repeats: usize,
+    pub out: PathBuf,
+}
+
+/// One Go workload measurement.
+#[derive(Clone, Debug)]
+pub struct GoRow {
+    pub workload: GoWorkload,
+    pub map: MapKind,
+    pub threads: usize,
+    pub ops: u64,
+    pub wall: Duration,
+}
+
+impl GoRow {
+    /// Go's ns/op: wall time over the total operations of all threads.
+    pub fn ns_per_op(&self) -> f64 {
+        self.wall.as_nanos() as f64 / self.ops as f64
+    }
+}
+
+/// One mix measurement.
+#[derive(Clone, Debug)]
+pub struct MixRow {
+    pub mix: Mix,
+    pub dist: Dist,
+    pub size: u64,
+    pub map: MapKind,
+    pub threads: usize,
+    pub ops: u64,
+    pub wall: Duration,
+}
+
+impl MixRow {
+    /// Millions of operations per second, all threads together.
+    pub fn mops(&self) -> f64 {
+        self.ops as f64 / self.wall.as_secs_f64() / 1e6
+    }
+}
+
+/// One write-scaling measurement.
+#[derive(Clone, Debug)]
+pub struct WriteRow {
+    pub map: MapKind,
+    pub parked: usize,
+    pub ops: u64,
+    pub wall: Duration,
+}
+
+impl WriteRow {
+    /// Nanoseconds per overwrite.
+    pub fn ns_per_op(&self) -> f64 {
+        self.wall.as_nanos() as f64 / self.ops as f64
+    }
+}
+
+/// The results of one run.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub go: Vec<GoRow>,
+    pub mixes: Vec<MixRow>,
+    pub writes: Vec<WriteRow>,
+    pub elapsed: Duration,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+fn pick<T: Copy>(
+    names: &[String],
+    all: &[T],
+    name_of: impl Fn(T) -> &'static str,
+    what: &str,
+) -> Vec<T> {
+    if names.is_empty() {
+        return all.to_vec();
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .copied()
+                .find(|item| name_of(*item) == name.as_str())
+                .unwrap_or_else(|| {
+                    let known: Vec<_> = all.iter().map(|item| name_of(*item)).collect();
+                    fail(&format!(
+                        "unknown {what} {name:?}; one of {}",
+                        known.join(", ")
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("dualmap-bench: {message}");
+    std::process::exit(2);
+}
+
+fn plan(args: &Args) -> Plan {
+    let parts: Vec<&str> = args.parts.iter().map(String::as_str).collect();
+    for part in &parts {
+        if !["go", "mixes", "write-scaling"].contains(part) {
+            fail(&format!(
+                "unknown part {part:?}; one of go, mixes, write-scaling"
+            ));
+        }
+    }
+    let go_workloads = if args.go.is_empty() {
+        GoWorkload::ALL.to_vec()
+    } else {
+        let wanted: Vec<String> = args.go.iter().map(|name| name.to_lowercase()).collect();
+        let picked: Vec<GoWorkload> = GoWorkload::ALL
+            .into_iter()
+            .filter(|w| {
+                let name = w.name().to_lowercase();
+                wanted.iter().any(|want| name.contains(want.as_str()))
+            })
+            .collect();
+        if picked.is_empty() {
+            fail(&format!("no Go workload matches {:?}", args.go));
+        }
+        picked
+    };
+    let all_threads = workloads::available_threads();
+    let override_threads = if args.threads.is_empty() {
+        workloads::threads_from_env()
+    } else {
+        Some(args.threads.clone())
+    };
+    if override_threads.as_ref().is_some_and(|t| t.contains(&0)) {
+        fail("thread counts must be positive");
+    }
+    let go_threads = override_threads
+        .clone()
+        .unwrap_or_else(workloads::go_thread_counts);
+    let mix_threads = override_threads.unwrap_or_else(|| (1..=all_threads).collect());
+    let quick = args.quick;
+    let ms = |given: Option<u64>, normal: u64, fast: u64| {
+        Duration::from_millis(given.unwrap_or(if quick { fast } else { normal }))
+    };
+    let sizes = if !args.sizes.is_empty() {
+        args.sizes.clone()
+    } else if quick {
+        vec![1_000]
+    } else {
+        vec![1_000, 100_000, 1_000_000]
+    };
+    if sizes.contains(&0) {
+        fail("map sizes must be positive");
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        if quick {
+            workspace_root().join("target").join("bench-quick")
+        } else {
+            workspace_root().join("bench").join("results")
+        }
+    });
+    Plan {
+        quick,
+        go: parts.contains(&"go"),
+        mixes: parts.contains(&"mixes"),
+        write_scaling: parts.contains(&"write-scaling"),
+        maps: pick(&args.maps, &MapKind::ALL, MapKind::name, "map"),
+        go_workloads,
+        go_threads,
+        mix_list: pick(&args.mixes, &Mix::ALL, Mix::name, "mix"),
+        dists: pick(&args.dists, &Dist::ALL, Dist::name, "distribution"),
+        sizes,
+        mix_threads,
+        parked: args.parked.clone(),
+        go_time: ms(args.go_ms, 15, 2),
+        mix_time: ms(args.mix_ms, 30, 3),
+        write_time: ms(args.write_ms, 20, 2),
+        repeats: args.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        out,
+    }
+}
+
+/// Measures one Go workload as Go's testing package does: runs with a growing op count `N`
+/// (a fresh map each time) until one run lasts at least the target time; then runs that `N`
+/// until there are `repeats` such runs and reports the median.
+fn measure_go(
+    kind: MapKind,
+    workload: GoWorkload,
+    threads: usize,
+    target: Duration,
+    repeats: usize,
+) -> GoRow {
+    let mut ops = threads as u64 * 16;
+    let first = loop {
+        let wall = workloads::run_go(kind, workload, threads, ops);
+        if wall >= target || ops >= 2_000_000_000 {
+            break wall;
+        }
+        let per_op = wall.as_secs_f64().max(1e-9) / ops as f64;
+        let predicted = (target.as_secs_f64() * 1.2 / per_op) as u64;
+        ops = predicted.clamp(ops + 1, ops.saturating_mul(100));
+    };
+    let mut walls = vec![first];
+    walls.extend((1..repeats).map(|_| workloads::run_go(kind, workload, threads, ops)));
+    walls.sort_unstable();
+    GoRow {
+        workload,
+        map: kind,
+        threads,
+        ops,
+        wall: walls[walls.len() / 2],
+    }
+}
+
+fn run_go_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    for &threads in &plan.go_threads {
+        for &workload in &plan.go_workloads {
+            for &kind in &plan.maps {
+                if !workload.runs_on(kind) {
+                    continue;
+                }
+                bar.set_message(format!(
+                    "go {} {} {}t",
+                    workload.name(),
+                    kind.name(),
+                    threads
+                ));
+                results.go.push(measure_go(
+                    kind,
+                    workload,
+                    threads,
+                    plan.go_time,
+                    plan.repeats,
+                ));
+                bar.inc(1);
+            }
+        }
+    }
+}
+
+fn mixes_on<M: workloads::BenchMap>(
+    kind: MapKind,
+    plan: &Plan,
+    size: u64,
+    streams: &[KeyStreams],
+    bar: &ProgressBar,
+    rows: &mut Vec<MixRow>,
+) {
+    bar.set_message(format!("prefilling {} with {size} keys", kind.name()));
+    let map = workloads::prefilled::<M>(size);
+    for &mix in &plan.mix_list {
+        if !M::WRITES && !mix.read_only() {
+            continue;
+        }
+        for keys in streams {
+            for &threads in &plan.mix_threads {
+                bar.set_message(format!(
+                    "{} {} {} n={size} {threads}t",
+                    mix.name(),
+                    keys.dist.name(),
+                    kind.name()
+                ));
+                let outcome = workloads::run_mix(
+                    &map,
+                    mix,
+                    keys,
+                    threads,
+                    plan.mix_time / 2,
+                    plan.mix_time,
+                    plan.repeats,
+                );
+                rows.push(MixRow {
+                    mix,
+                    dist: keys.dist,
+                    size,
+                    map: kind,
+                    threads,
+                    ops: outcome.ops,
+                    wall: outcome.wall,
+                });
+                bar.inc(1);
+            }
+        }
+    }
+    bar.set_message(format!("dropping {} with {size} keys", kind.name()));
+    drop(map);
+}
+
+fn run_mix_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    let max_threads = plan.mix_threads.iter().copied().max().unwrap_or(1);
+    for &size in &plan.sizes {
+        bar.set_message(format!("drawing keys for n={size}"));
+        let streams: Vec<KeyStreams> = plan
+            .dists
+            .iter()
+            .map(|&dist| KeyStreams::new(size, dist, max_threads))
+            .collect();
+        for &kind in &plan.maps {
+            workloads::with_map_type!(kind, M => mixes_on::<M>(kind, plan, size, &streams, bar, &mut results.mixes));
+        }
+    }
+}
+
+fn run_write_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    // Ascending, and after everything else: some maps (dualmap through arc-swap, epoch-based
+    // ones) keep a per-thread record for the life of the process, so this part must not
+    // slow down the others, and a smaller count must not run after a larger one.
+    let mut parked = plan.parked.clone();
+    parked.sort_unstable();
+    for &count in &parked {
+        for &kind in &plan.maps {
+            if !kind.writes() || kind.mixes_only() {
+                continue;
+            }
+            bar.set_message(format!("write scaling {} {count} parked", kind.name()));
+            let outcome = workloads::run_write_scaling_kind(
+                kind,
+                count,
+                plan.write_time / 2,
+                plan.write_time,
+                plan.repeats,
+            );
+            results.writes.push(WriteRow {
+                map: kind,
+                parked: count,
+                ops: outcome.ops,
+                wall: outcome.wall,
+            });
+            bar.inc(1);
+        }
+    }
+}
+
+fn steps(plan: &Plan) -> u64 {
+    let mut steps = 0;
+    if plan.go {
+        let per_threads: usize = plan
+            .go_workloads
+            .iter()
+            .map(|w| plan.maps.iter().filter(|&&kind| w.runs_on(kind)).count())
+            .sum();
+        steps += per_threads * plan.go_threads.len();
+    }
+    if plan.mixes {
+        let per_size: usize = plan
+            .maps
+            .iter()
+            .map(|kind| {
+                plan.mix_list
+                    .iter()
+                    .filter(|mix| kind.writes() || mix.read_only())
+                    .count()
+            })
+            .sum();
+        steps += per_size * plan.dists.len() * plan.sizes.len() * plan.mix_threads.len();
+    }
+    if plan.write_scaling {
+        steps += plan.parked.len()
+            * plan
+                .maps
+                .iter()
+                .filter(|kind| kind.writes() && !kind.mixes_only())
+                .count();
+    }
+    steps as u64
+}
+
+fn main() {
+    let args = Args::parse();
+    let plan = plan(&args);
+    let load_before = report::load_average();
+    let started = Instant::now();
+    let bar = if args.no_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps(&plan))
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} (eta {eta}) {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut results = Results::default();
+    if plan.go {
+        run_go_part(&plan, &bar, &mut results);
+    }
+    if plan.mixes {
+        run_mix_part(&plan, &bar, &mut results);
+    }
+    if plan.write_scaling {
+        run_write_part(&plan, &bar, &mut results);
+    }
+    bar.finish_and_clear();
+    results.elapsed = started.elapsed();
+
+    let command = report::command_line();
+    let info = report::RunInfo::collect(&command, results.elapsed, load_before);
+    let generated = report::Generated::new(&plan, &results, &info);
+    print!("{}", generated.text_tables());
+    if let Err(error) = generated.write_files(&plan.out) {
+        fail(&format!("writing {}: {error}", plan.out.display()));
+    }
+    println!(
+        "\nwrote CSV, SVG and report.md to {} in {:.1} s of benchmarking",
+        plan.out.display(),
+        results.elapsed.as_secs_f64()
+    );
+    if args.write_benchmarks_md {
+        let path = args
+            .benchmarks_md
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md"));
+        let instructions = if args.skip_instructions {
+            None
+        } else {
+            report::instruction_counts(&workspace_root())
+        };
+        match generated.update_benchmarks_md(&path, instructions.as_deref()) {
+            Ok(()) => println!("updated {}", path.display()),
+            Err(error) => fail(&format!("updating {}: {error}", path.display())),
+        }
+    }
+}
