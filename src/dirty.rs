@@ -14,6 +14,8 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) table: Option<Table<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
+    /// Keys added to the dirty map since the snapshot's miss filter was made (sizes it).
+    pub(crate) dirty_only_keys: usize,
     pub(crate) promotions: u64,
     pub(crate) rebuilds: u64,
     pub(crate) rotations: u64,
@@ -33,6 +35,7 @@ impl<K, V> Dirty<K, V> {
         Self {
             table: None,
             misses: 0,
+            dirty_only_keys: 0,
             promotions: 0,
             rebuilds: 0,
             rotations: 0,
@@ -77,12 +80,28 @@ impl<K, V> Dirty<K, V> {
         insert_unique(table, entry);
     }
 
+    /// The entries of the dirty map that the read table lacks.
+    pub(crate) fn dirty_only<'a>(
+        &'a self,
+        read: &'a Table<K, V>,
+    ) -> impl Iterator<Item = &'a Arc<Entry<K, V>>> + 'a {
+        self.table
+            .iter()
+            .flat_map(|table| table.iter())
+            .filter(|entry| {
+                read.find(entry.hash, |candidate| Arc::ptr_eq(candidate, entry))
+                    .is_none()
+            })
+    }
+
     /// Builds the dirty map from the read table, expunging its tombstones (Go: `dirtyLocked`).
     /// O(n), once per promotion cycle; copies `(hash, Arc)` pairs and never hashes a key again.
+    /// Only when the map is not amended, which is exactly when there is no dirty map.
     pub(crate) fn rebuild_from(&mut self, read: &Table<K, V>) {
-        if self.table.is_some() {
-            return;
-        }
+        debug_assert!(
+            self.table.is_none(),
+            "a dirty map exists only while amended"
+        );
         let mut table = HashTable::with_capacity(read.len());
         for entry in read.iter().filter(|entry| !entry.try_expunge_locked()) {
             insert_unique(&mut table, entry.clone());

@@ -72,6 +72,7 @@
 mod dirty;
 pub mod docs;
 mod entry;
+mod filter;
 mod iter;
 mod map;
 mod raw;

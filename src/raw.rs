@@ -8,6 +8,7 @@
 
 use crate::dirty::{Dirty, Garbage, Located};
 use crate::entry::{Displaced, Entry, LoadedOrStored, OwnedValue, Stored, ValueNode};
+use crate::filter::{MissFilter, MIN_KEYS};
 use crate::reclaim::Epoch;
 use crate::snapshot::{publish, LiveKeys, Lookup, Publication, Snapshot, Table};
 use crate::sync::{Arc, Mutex, SnapshotCache, SnapshotCell, SnapshotGuard};
@@ -77,7 +78,7 @@ impl<K, V> RawMap<K, V> {
             &self.read,
             Publication {
                 table: Arc::new(table),
-                amended: false,
+                filter: None,
                 live,
             },
         ));
@@ -98,7 +99,7 @@ impl<K, V> RawMap<K, V> {
         match located {
             Located::Read(_) => false,
             Located::Dirty(_) => true,
-            Located::Absent => rule == MissRule::EveryDirtyLookup && snapshot.amended,
+            Located::Absent => rule == MissRule::EveryDirtyLookup && snapshot.amended(),
         }
     }
 
@@ -230,8 +231,8 @@ impl<K, V> RawMap<K, V> {
         previous.map(|previous| self.retire(previous))
     }
 
-    /// Adds a key that neither map holds; rebuilds the dirty map first if this is the first
-    /// new key since a promotion, and publishes the snapshot as amended. Returns the entry.
+    /// Adds a key that neither map holds, recording it in the miss filter first. Returns the
+    /// entry.
     fn insert_new_locked(
         &self,
         dirty: &mut Dirty<K, V>,
@@ -241,21 +242,57 @@ impl<K, V> RawMap<K, V> {
         hash: u64,
         value: OwnedValue<V>,
     ) -> Arc<Entry<K, V>> {
-        if !snapshot.amended {
-            dirty.rebuild_from(&snapshot.table);
-            garbage.snapshot = Some(publish(
-                &self.read,
-                Publication {
-                    table: snapshot.table.clone(),
-                    amended: true,
-                    live: snapshot.live.clone(),
-                },
-            ));
-        }
+        self.filter_for_new_key_locked(dirty, garbage, snapshot)
+            .insert(hash);
         let entry = Arc::new(Entry::new(key, hash, value));
         dirty.put(entry.clone());
         snapshot.live.added();
         entry
+    }
+
+    /// The miss filter a new dirty-only key goes into. At the first new key since a promotion
+    /// or clear, this rebuilds the dirty map and publishes the snapshot as amended with a
+    /// fresh filter; when the filter holds as many keys as it was sized for, it publishes one
+    /// four times larger holding every dirty-only key, so false positives stay rare.
+    fn filter_for_new_key_locked(
+        &self,
+        dirty: &mut Dirty<K, V>,
+        garbage: &mut Garbage<K, V>,
+        snapshot: &Snapshot<K, V>,
+    ) -> Arc<MissFilter> {
+        let filter = match &snapshot.filter {
+            None => {
+                dirty.rebuild_from(&snapshot.table);
+                dirty.dirty_only_keys = 0;
+                MissFilter::with_capacity(MIN_KEYS)
+            }
+            Some(filter) if dirty.dirty_only_keys < filter.capacity() => {
+                dirty.dirty_only_keys += 1;
+                return filter.clone();
+            }
+            Some(full) => {
+                let bigger = MissFilter::with_capacity(full.capacity() * 4);
+                for entry in dirty.dirty_only(&snapshot.table) {
+                    bigger.insert(entry.hash);
+                }
+                bigger
+            }
+        };
+        let filter = Arc::new(filter);
+        dirty.dirty_only_keys += 1;
+        debug_assert!(
+            garbage.snapshot.is_none(),
+            "one publication per locked section"
+        );
+        garbage.snapshot = Some(publish(
+            &self.read,
+            Publication {
+                table: snapshot.table.clone(),
+                filter: Some(filter.clone()),
+                live: snapshot.live.clone(),
+            },
+        ));
+        filter
     }
 
     /// Go's `LoadOrStore`: `Ok` with the stored value, or `Err` with the present value and the
@@ -340,7 +377,7 @@ impl<K, V> RawMap<K, V> {
                 drop(snapshot);
                 return Some(self.retire(removed));
             }
-            None if !snapshot.amended => return None,
+            None if !snapshot.may_be_dirty(hash) => return None,
             None => {
                 drop(snapshot);
                 self.locate_locked(hash, key, MissRule::EveryDirtyLookup, take_dirty_only)
@@ -393,7 +430,7 @@ impl<K, V> RawMap<K, V> {
                 self.retire(displaced);
                 return Ok(());
             }
-            None if !snapshot.amended => return Err(new),
+            None if !snapshot.may_be_dirty(hash) => return Err(new),
             None => {
                 drop(snapshot);
                 self.locate_locked(hash, key, MissRule::FoundInDirty, false)
@@ -412,12 +449,12 @@ impl<K, V> RawMap<K, V> {
     /// table holds every key present now. No lock is held afterwards.
     pub(crate) fn pin_for_iteration(&self) -> Arc<Snapshot<K, V>> {
         let snapshot = self.read.load_full();
-        if !snapshot.amended {
+        if !snapshot.amended() {
             return snapshot;
         }
         drop(snapshot);
         self.locked(|dirty, garbage| {
-            if self.read.load().amended {
+            if self.read.load().amended() {
                 self.promote(dirty, garbage);
             }
             self.read.load_full()
@@ -439,7 +476,7 @@ impl<K, V> RawMap<K, V> {
     /// Go's `Clear`: the old entries are orphaned, not changed.
     pub(crate) fn clear(&self) {
         let snapshot = self.read.load();
-        if snapshot.table.is_empty() && !snapshot.amended {
+        if snapshot.table.is_empty() && !snapshot.amended() {
             return;
         }
         drop(snapshot);
@@ -449,12 +486,21 @@ impl<K, V> RawMap<K, V> {
                 &self.read,
                 Publication {
                     table: Arc::new(HashTable::new()),
-                    amended: false,
+                    filter: None,
                     live: Arc::new(LiveKeys::default()),
                 },
             ));
             dirty.misses = 0;
         });
+    }
+
+    /// Makes the current miss filter claim `hash`, as a false positive would: lets tests
+    /// drive a lookup of an absent key through the locked path deterministically.
+    #[cfg(test)]
+    pub(crate) fn record_in_miss_filter(&self, hash: u64) {
+        if let Some(filter) = &self.read.load().filter {
+            filter.insert(hash);
+        }
     }
 
     /// A private cache of the published snapshot, for a `Reader`.
@@ -472,7 +518,7 @@ impl<K, V> RawMap<K, V> {
             Stats {
                 len: snapshot.live.get(),
                 snapshot_len: snapshot.table.len(),
-                amended: snapshot.amended,
+                amended: snapshot.amended(),
                 dirty_len: dirty.table.as_ref().map(Table::len),
                 misses: dirty.misses,
                 promotions: dirty.promotions,

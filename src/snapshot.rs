@@ -1,10 +1,13 @@
 //! The read snapshot `{table, amended}`, its publication, and promotion of the dirty map.
+//! "Amended" is not stored apart: a snapshot is amended exactly when it carries a miss filter
+//! of the keys only the dirty map holds.
 //!
 //! A snapshot is immutable once published; only the map mutex's holder publishes a new one.
 //! Each snapshot also carries its reclamation epoch and the live-key counter of its
 //! generation (a generation lasts from one `clear` to the next).
 
 use crate::entry::{Entry, ValueNode};
+use crate::filter::MissFilter;
 use crate::reclaim::Epoch;
 use crate::sync::{Arc, AtomicIsize, AtomicUsize, SnapshotCell};
 use hashbrown::HashTable;
@@ -56,8 +59,9 @@ impl LiveKeys {
 /// An immutable read view of the map.
 pub(crate) struct Snapshot<K, V> {
     pub(crate) table: Arc<Table<K, V>>,
-    /// True once the dirty map holds a key that `table` lacks.
-    pub(crate) amended: bool,
+    /// Present once the dirty map holds a key that `table` lacks (Go's `amended`): the
+    /// filter of those keys.
+    pub(crate) filter: Option<Arc<MissFilter>>,
     pub(crate) epoch: Arc<Epoch<V>>,
     pub(crate) live: Arc<LiveKeys>,
 }
@@ -67,7 +71,7 @@ impl<K, V> Snapshot<K, V> {
     pub(crate) fn initial(capacity: usize) -> Self {
         Self {
             table: Arc::new(HashTable::with_capacity(capacity)),
-            amended: false,
+            filter: None,
             epoch: Arc::new(Epoch::new(Arc::new(AtomicUsize::new(0)))),
             live: Arc::new(LiveKeys::default()),
         }
@@ -91,9 +95,22 @@ impl<K, V> Snapshot<K, V> {
     {
         match self.find(hash, key) {
             Some(entry) => entry.load().map_or(Lookup::Absent, Lookup::Present),
-            None if self.amended => Lookup::AskDirty,
+            None if self.may_be_dirty(hash) => Lookup::AskDirty,
             None => Lookup::Absent,
         }
+    }
+
+    /// True once the dirty map holds keys this snapshot lacks (Go's `amended`).
+    pub(crate) fn amended(&self) -> bool {
+        self.filter.is_some()
+    }
+
+    /// Whether a key this snapshot lacks may be in the dirty map: false when the map is not
+    /// amended, or when the miss filter has never seen the key.
+    pub(crate) fn may_be_dirty(&self, hash: u64) -> bool {
+        self.filter
+            .as_ref()
+            .is_some_and(|filter| filter.may_contain(hash))
     }
 }
 
@@ -109,7 +126,7 @@ pub(crate) enum Lookup<V> {
 /// What a new snapshot changes relative to the current one.
 pub(crate) struct Publication<K, V> {
     pub(crate) table: Arc<Table<K, V>>,
-    pub(crate) amended: bool,
+    pub(crate) filter: Option<Arc<MissFilter>>,
     pub(crate) live: Arc<LiveKeys>,
 }
 
@@ -118,7 +135,7 @@ impl<K, V> Publication<K, V> {
     pub(crate) fn same_as(current: &Snapshot<K, V>) -> Self {
         Self {
             table: current.table.clone(),
-            amended: current.amended,
+            filter: current.filter.clone(),
             live: current.live.clone(),
         }
     }
@@ -134,7 +151,7 @@ pub(crate) fn publish<K, V>(
     let epoch = cell.load().epoch.begin_successor();
     cell.swap(Arc::new(Snapshot {
         table: next.table,
-        amended: next.amended,
+        filter: next.filter,
         epoch,
         live: next.live,
     }))

@@ -7,11 +7,11 @@
 /// for i in 0..3 {
 ///     map.insert(i, i);
 /// }
-/// for _ in 0..3 {
-///     map.get(&7); // misses while amended are counted...
+/// for i in 0..3 {
+///     map.get(&i); // keys only the dirty map holds: each lookup locks and counts a miss...
 /// }
 /// let stats = map.stats();
-/// assert_eq!(stats.promotions, 1); // ...and promote the dirty map after len(dirty) of them
+/// assert_eq!(stats.promotions, 1); // ...and len(dirty) misses promote the dirty map
 /// assert_eq!(stats.snapshot_len, 3);
 /// assert_eq!(stats.dirty_len, None);
 /// ```
@@ -26,7 +26,8 @@ pub struct Stats {
     pub amended: bool,
     /// Entries in the dirty map, tombstones included; `None` when there is no dirty map.
     pub dirty_len: Option<usize>,
-    /// Lookups that missed the snapshot since the last promotion.
+    /// Lookups that missed the snapshot and took the lock since the last promotion (lookups
+    /// the miss filter answered are not counted).
     pub misses: usize,
     /// Times the dirty map became the read snapshot.
     pub promotions: u64,

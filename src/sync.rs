@@ -10,7 +10,7 @@ pub(crate) use imp::*;
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use std::sync::Arc;
 
     /// A mutex without poisoning: a panic in user code under the lock leaves the map usable,
@@ -71,7 +71,7 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::Arc;
 
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);

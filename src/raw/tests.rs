@@ -19,6 +19,8 @@ use crate::reclaim::ROTATE_EVERY;
 use crate::{DualMap, GetOrInsert, Stats};
 use counted::Counted;
 
+use std::borrow::Borrow;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
@@ -26,6 +28,19 @@ type Map<K = u32, V = u32> = DualMap<K, V>;
 
 fn map<K, V>() -> Map<K, V> {
     DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+}
+
+/// Makes the miss filter claim `key`, as a false positive would, so that lookups of it while
+/// it is absent and the map amended take the lock and count misses as in Go.
+fn filter_claims<K: Hash + Eq + Borrow<Q>, V, Q: Hash + Eq + ?Sized>(m: &DualMap<K, V>, key: &Q) {
+    m.raw().record_in_miss_filter(m.hash(key));
+}
+
+/// A lookup of the absent `key` that goes through the lock while the map is amended (a miss
+/// in Go's terms): the way these tests force promotions.
+fn miss<K: Hash + Eq + Borrow<Q>, V, Q: Hash + Eq + ?Sized>(m: &DualMap<K, V>, key: &Q) {
+    filter_claims(m, key);
+    assert!(m.get(key).is_none(), "the key is absent");
 }
 
 fn fresh_stats() -> Stats {
@@ -51,7 +66,7 @@ fn promoted(keys: std::ops::Range<u32>) -> Map {
     }
     let n = keys.len();
     for _ in 0..n {
-        assert!(m.get(&u32::MAX).is_none());
+        miss(&m, &u32::MAX);
     }
     assert_eq!(
         m.stats(),
@@ -124,7 +139,7 @@ fn get_of_absent_key_promotes_after_dirty_len_misses() {
     let amended = m.stats();
     assert_eq!(amended.dirty_len, Some(5));
     for i in 1..5 {
-        assert!(m.get(&100).is_none());
+        miss(&m, &100);
         assert_eq!(
             m.stats(),
             Stats {
@@ -134,7 +149,7 @@ fn get_of_absent_key_promotes_after_dirty_len_misses() {
             "miss {i} of 5 must not promote yet"
         );
     }
-    assert!(m.get(&100).is_none());
+    miss(&m, &100);
     let after = Stats {
         len: 5,
         snapshot_len: 5,
@@ -149,7 +164,7 @@ fn get_of_absent_key_promotes_after_dirty_len_misses() {
     assert_eq!(m.stats(), after);
     // Not amended any more: misses and hits are lock-free and not counted.
     for _ in 0..10 {
-        assert!(m.get(&100).is_none());
+        miss(&m, &100);
         assert_eq!(m.get_cloned(&3), Some(3));
     }
     assert_eq!(m.stats(), after);
@@ -239,6 +254,8 @@ fn split_map() -> Map {
             retired: 0,
         }
     );
+    // Key 99 stays absent; make the filter claim it so lookups of it go through the lock.
+    filter_claims(&m, &99);
     m
 }
 
@@ -264,8 +281,10 @@ fn get_counts_a_miss_on_every_locked_lookup() {
             ..s.clone()
         }
     );
+    // A key the miss filter has never seen: answered without the lock, no miss counted
+    // (golang/go#21032; the dualmap deviation from Go's promotion timing).
     assert!(!m.contains_key(&98));
-    assert_eq!(m.stats(), Stats { misses: 3, ..s });
+    assert_eq!(m.stats(), Stats { misses: 2, ..s });
 }
 
 #[test]
@@ -451,7 +470,7 @@ fn compare_and_swap_counts_a_miss_only_when_found_in_dirty_and_never_inserts() {
             ..s
         }
     );
-    assert!(m.get(&99).is_none());
+    miss(&m, &99);
     assert_eq!(m.get_cloned(&10), Some(100));
     assert_eq!(m.get_cloned(&11), Some(11));
     assert_eq!(m.get_cloned(&1), Some(101));
@@ -475,7 +494,7 @@ fn compare_and_swap_on_absent_key_without_amendment_does_nothing() {
 #[test]
 fn insert_never_counts_a_miss() {
     let m = split_map();
-    assert!(m.get(&99).is_none());
+    miss(&m, &99);
     let s = m.stats();
     assert_eq!(s.misses, 1);
     // Overwrite of a dirty-only key: locked, no miss (Go's W6).
@@ -659,7 +678,7 @@ fn rebuild_expunges_tombstones_and_a_store_puts_the_entry_back_into_dirty() {
     assert_eq!(m.stats(), s);
     // Promote: the dirty map (2, 10, 0, 1) becomes the snapshot with the same entries.
     for i in 1..=4 {
-        assert!(m.get(&99).is_none());
+        miss(&m, &99);
         assert_eq!(m.stats().promotions, 1 + u64::from(i == 4));
     }
     assert_eq!(
@@ -699,7 +718,7 @@ fn expunge_by_try_insert_and_get_or_insert_with_also_unexpunges() {
     assert_eq!(m.len(), 3);
     // A second rebuild cycle: promote, then a new key keeps the (live) entries.
     for _ in 0..3 {
-        m.get(&99);
+        miss(&m, &99);
     }
     m.insert(6, 6);
     assert_eq!(m.stats().dirty_len, Some(4));
@@ -723,7 +742,7 @@ fn entries_are_shared_between_snapshot_and_dirty_map() {
     assert_eq!((s.len, s.dirty_len, s.misses), (3, Some(3), 0));
     // After promoting the dirty map, the values written through the snapshot are there.
     for _ in 0..3 {
-        m.get(&99);
+        miss(&m, &99);
     }
     assert_eq!(m.stats().promotions, 2);
     assert_eq!(sorted_pairs(&m), [(0, 42), (1, 43), (5, 5)]);
@@ -743,7 +762,7 @@ fn dirty_tombstone_is_revived_by_insert_without_miss_and_expunged_after_promotio
     assert_eq!(m.stats(), Stats { len: 3, ..s });
     // Tombstone again, then promote it into the snapshot (3 misses in total).
     assert!(m.compare_and_remove(&0, &7)); // miss 2
-    assert!(m.get(&99).is_none()); // miss 3: promotes
+    miss(&m, &99); // miss 3: promotes
     let s = m.stats();
     assert_eq!(
         (s.len, s.snapshot_len, s.amended, s.dirty_len, s.promotions),
@@ -758,7 +777,7 @@ fn dirty_tombstone_is_revived_by_insert_without_miss_and_expunged_after_promotio
     );
     // The following promotion drops the expunged key from the snapshot.
     for _ in 0..3 {
-        m.get(&99);
+        miss(&m, &99);
     }
     let s = m.stats();
     assert_eq!((s.len, s.snapshot_len, s.promotions), (3, 3, 2));
@@ -775,8 +794,8 @@ fn expunged_key_is_dropped_at_the_next_promotion() {
     for k in 0..2 {
         m.insert(Counted::new(k, &key_drops), Counted::new(k, &value_drops));
     }
-    m.get(&99);
-    m.get(&99);
+    miss(&m, &99);
+    miss(&m, &99);
     assert_eq!(m.stats().promotions, 1);
     assert_eq!(key_drops.load(SeqCst), 0);
     drop(m.remove(&0)); // tombstone: the value is retired, the key stays
@@ -785,8 +804,8 @@ fn expunged_key_is_dropped_at_the_next_promotion() {
                                                                           // The rebuild published a new snapshot, which freed the value retired to the old one.
     assert_eq!(value_drops.load(SeqCst), 1);
     assert_eq!(key_drops.load(SeqCst), 0, "the snapshot still holds key 0");
-    m.get(&99);
-    m.get(&99);
+    miss(&m, &99);
+    miss(&m, &99);
     assert_eq!(m.stats().promotions, 2);
     assert_eq!(m.stats().snapshot_len, 2);
     assert_eq!(
@@ -815,7 +834,7 @@ fn iteration_on_an_amended_map_promotes_first() {
     for k in 0..3 {
         m.insert(k, k * 2);
     }
-    m.get(&99);
+    miss(&m, &99);
     let s = m.stats();
     assert_eq!((s.amended, s.misses, s.promotions), (true, 1, 0));
     assert_eq!(sorted_pairs(&m), [(0, 0), (1, 2), (2, 4)]);
@@ -904,11 +923,11 @@ fn clear_resets_misses_len_and_dirty_map_but_not_the_counters() {
     for k in 0..3 {
         m.insert(k, Counted::new(k.into(), &value_drops));
     }
-    m.get(&9);
-    m.get(&9);
-    m.get(&9); // promotes
+    miss(&m, &9);
+    miss(&m, &9);
+    miss(&m, &9); // promotes
     m.insert(5, Counted::new(5, &value_drops)); // rebuild, amended
-    m.get(&9);
+    miss(&m, &9);
     m.remove(&0);
     let s = m.stats();
     assert_eq!(
@@ -1080,7 +1099,7 @@ fn a_held_ref_pins_retired_values_until_dropped() {
     let drops = Arc::new(AtomicUsize::new(0));
     let m: Map<u32, Counted> = map();
     m.insert(0, Counted::new(0, &drops));
-    m.get(&9); // promote
+    miss(&m, &9); // promote
     let held = m.get(&0).unwrap();
     for i in 1..=1_000 {
         m.insert(0, Counted::new(i, &drops));
@@ -1220,4 +1239,71 @@ fn refs_and_values_can_be_read_from_other_threads() {
     assert_eq!(*r, "one");
     let moved = std::thread::spawn(move || r.len()).join().unwrap();
     assert_eq!(moved, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The miss filter (golang/go#21032).
+
+#[test]
+fn absent_keys_the_filter_never_saw_answer_without_the_lock() {
+    let m = promoted(0..1_000);
+    for k in 1_000..1_100 {
+        m.insert(k, k); // 100 dirty-only keys: amended, with a filter
+    }
+    let s = m.stats();
+    assert!(s.amended);
+    let absent = 100_000..110_000u32;
+    assert!(absent.clone().all(|k| m.get(&k).is_none()));
+    assert!(absent.clone().all(|k| m.remove(&k).is_none()));
+    assert!(absent.clone().all(|k| !m.compare_and_remove(&k, &k)));
+    assert!(absent
+        .clone()
+        .all(|k| m.compare_and_swap(&k, &k, k).is_err()));
+    let after = m.stats();
+    // 40,000 lookups; only the filter's false positives (a few percent) took the lock.
+    assert!(after.misses < 2_000, "{after:?}");
+    assert_eq!(
+        after.promotions, s.promotions,
+        "filtered lookups do not promote"
+    );
+    // Every dirty-only key is still found (through the lock).
+    assert!((1_000..1_100).all(|k| m.get_cloned(&k) == Some(k)));
+}
+
+#[test]
+fn the_filter_grows_with_the_dirty_map_and_never_hides_a_key() {
+    let m = promoted(0..10);
+    for k in 10..20_010 {
+        m.insert(k, k);
+        if k % 997 == 0 {
+            // A key just added is found at once, whatever the filter's size.
+            assert_eq!(m.get_cloned(&k), Some(k));
+        }
+    }
+    assert!(m.stats().amended);
+    let before = m.stats().misses;
+    let false_positives = (1_000_000..1_020_000u32)
+        .filter(|k| m.contains_key(k))
+        .count();
+    assert_eq!(false_positives, 0, "absent keys are absent");
+    let locked = m.stats().misses - before;
+    // The filter was regrown for 20,000 keys: still only a few percent of absent lookups lock.
+    assert!(
+        locked < 1_000,
+        "{locked} of 20,000 absent lookups took the lock"
+    );
+    assert!((10..20_010).all(|k| m.get_cloned(&k) == Some(k)));
+}
+
+#[test]
+fn a_removed_dirty_only_key_keeps_its_filter_bits_and_is_still_absent() {
+    let m = promoted(0..4);
+    m.insert(10, 10);
+    m.insert(11, 11);
+    assert_eq!(m.remove(&10).as_deref(), Some(&10)); // taken out of dirty; bits stay
+    let s = m.stats();
+    assert!(m.get(&10).is_none()); // the filter still claims it: locked lookup, a miss
+    assert_eq!(m.stats().misses, s.misses + 1);
+    assert!(m.insert(10, 12).is_none()); // and it can come back
+    assert_eq!(m.get_cloned(&10), Some(12));
 }
