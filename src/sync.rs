@@ -25,9 +25,6 @@ mod imp {
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             self.0.lock()
         }
-        pub(crate) fn get_mut(&mut self) -> &mut T {
-            self.0.get_mut()
-        }
     }
 
     /// The published read snapshot.
@@ -63,9 +60,9 @@ mod imp {
         }
     }
 
-    /// The pointer held by an atomic that this thread owns exclusively.
-    pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
-        *atomic.get_mut()
+    /// Takes the pointer out of an atomic that this thread owns exclusively, leaving null.
+    pub(crate) fn take_exclusive<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
+        std::mem::replace(atomic.get_mut(), std::ptr::null_mut())
     }
 }
 
@@ -132,7 +129,7 @@ mod imp {
         }
     }
 
-    pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
-        atomic.with_mut(|ptr| *ptr)
+    pub(crate) fn take_exclusive<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
+        atomic.with_mut(|ptr| std::mem::replace(ptr, std::ptr::null_mut()))
     }
 }
