@@ -8,7 +8,7 @@ use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// A concurrent hash map for read-mostly workloads: Go's `sync.Map` read/dirty design.
 ///
@@ -334,8 +334,23 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
+    /// Hashes through `Hash::hash` and a fresh `Hasher`, never through an overridden
+    /// `BuildHasher::hash_one`: ahash on a nightly compiler specializes `hash_one` for
+    /// primitive types, so a `u64` and a key type whose `Hash` writes that `u64` would hash
+    /// differently, and `Borrow`-based lookups would miss.
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
-        self.hasher.hash_one(key)
+        let mut hasher = self.hasher.build_hasher();
+        key.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// For the loom models only: makes the current miss filter claim `key`, as a false
+    /// positive would, so that lookups of it while it is absent take the lock and count a
+    /// miss as in Go.
+    #[cfg(dualmap_loom)]
+    #[doc(hidden)]
+    pub fn claim_in_miss_filter<Q: Hash + ?Sized>(&self, key: &Q) {
+        self.raw.record_in_miss_filter(self.hash(key));
     }
 
     /// The value of `key` (Go's `Load`), as a [`Ref`] that holds no lock. A key in the read

@@ -1252,7 +1252,7 @@ fn absent_keys_the_filter_never_saw_answer_without_the_lock() {
     }
     let s = m.stats();
     assert!(s.amended);
-    let absent = 100_000..110_000u32;
+    let absent = 100_000..if cfg!(miri) { 100_500 } else { 110_000u32 };
     assert!(absent.clone().all(|k| m.get(&k).is_none()));
     assert!(absent.clone().all(|k| m.remove(&k).is_none()));
     assert!(absent.clone().all(|k| !m.compare_and_remove(&k, &k)));
@@ -1260,8 +1260,8 @@ fn absent_keys_the_filter_never_saw_answer_without_the_lock() {
         .clone()
         .all(|k| m.compare_and_swap(&k, &k, k).is_err()));
     let after = m.stats();
-    // 40,000 lookups; only the filter's false positives (a few percent) took the lock.
-    assert!(after.misses < 2_000, "{after:?}");
+    // 4 lookups per key; only the filter's false positives (a few percent) took the lock.
+    assert!(after.misses < absent.len() / 5, "{after:?}");
     assert_eq!(
         after.promotions, s.promotions,
         "filtered lookups do not promote"
@@ -1272,8 +1272,9 @@ fn absent_keys_the_filter_never_saw_answer_without_the_lock() {
 
 #[test]
 fn the_filter_grows_with_the_dirty_map_and_never_hides_a_key() {
+    let keys = if cfg!(miri) { 10..1_010 } else { 10..20_010 };
     let m = promoted(0..10);
-    for k in 10..20_010 {
+    for k in keys.clone() {
         m.insert(k, k);
         if k % 997 == 0 {
             // A key just added is found at once, whatever the filter's size.
@@ -1292,7 +1293,7 @@ fn the_filter_grows_with_the_dirty_map_and_never_hides_a_key() {
         locked < 1_000,
         "{locked} of 20,000 absent lookups took the lock"
     );
-    assert!((10..20_010).all(|k| m.get_cloned(&k) == Some(k)));
+    assert!(keys.clone().all(|k| m.get_cloned(&k) == Some(k)));
 }
 
 #[test]
@@ -1306,4 +1307,35 @@ fn a_removed_dirty_only_key_keeps_its_filter_bits_and_is_still_absent() {
     assert_eq!(m.stats().misses, s.misses + 1);
     assert!(m.insert(10, 12).is_none()); // and it can come back
     assert_eq!(m.get_cloned(&10), Some(12));
+}
+
+/// A `BuildHasher` whose `hash_one` disagrees with hashing through its `Hasher`, as ahash's
+/// nightly specialization does for primitive types.
+#[derive(Clone, Default)]
+struct InconsistentHashOne;
+
+impl std::hash::BuildHasher for InconsistentHashOne {
+    type Hasher = std::collections::hash_map::DefaultHasher;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        Self::Hasher::default()
+    }
+
+    fn hash_one<T: Hash>(&self, _: T) -> u64 {
+        // Differs between a key type and the type it is looked up by.
+        std::any::type_name::<T>().len() as u64
+    }
+}
+
+#[test]
+fn borrow_lookups_never_rely_on_an_overridden_hash_one() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let m: DualMap<Counted, u64, InconsistentHashOne> = DualMap::with_hasher(InconsistentHashOne);
+    for id in 0..100 {
+        m.insert(Counted::new(id, &drops), id);
+    }
+    // `Counted` hashes its `u64` id, so it can be looked up by `&u64`.
+    assert!((0..100u64).all(|id| m.get_cloned(&id) == Some(id)));
+    assert!((0..100u64).all(|id| m.remove(&id).is_some()));
+    assert!(m.is_empty());
 }
