@@ -15,7 +15,7 @@
 //! with the snapshot loads; on x86-64 a `SeqCst` load is a plain `mov` and an RMW is `lock`ed
 //! anyway, so this costs nothing there.
 
-use crate::sync::{take_exclusive, AtomicPtr};
+use crate::sync::{exclusive_ptr, AtomicPtr};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::SeqCst;
@@ -291,7 +291,7 @@ impl<K, V> Entry<K, V> {
 
 impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
-        if let Slot::Value(node) = decode(take_exclusive(&mut self.slot)) {
+        if let Slot::Value(node) = decode(exclusive_ptr(&mut self.slot)) {
             // SAFETY: the last `Arc` of the entry is gone, so no map, snapshot or handle can
             // reach the entry, and a reader of the current value always holds one of those
             // (DESIGN.md, "Reclamation"). The node came from `OwnedValue::new`.

@@ -105,30 +105,24 @@ impl<K, V> RawMap<K, V> {
 
     /// Publishes a fresh snapshot around the same table if `full` is still the current epoch,
     /// so that the values retired to it can be freed once its readers move on.
-    fn rotate(&self, full: &Epoch<V>) {
+    fn rotate(&self, full: &Arc<Epoch<V>>) {
         self.locked(|dirty, garbage| {
             let current = self.read.load();
-            if std::ptr::eq(&*current.epoch, full) {
+            if Arc::ptr_eq(&current.epoch, full) {
                 garbage.snapshot = Some(publish(&self.read, Publication::same_as(&current)));
                 dirty.rotations += 1;
             }
         });
     }
 
-    /// Retires a displaced value to the newest epoch linked after `snapshot`'s, where
-    /// `snapshot` was pinned before the value was displaced; rotates if that epoch is full.
-    fn retire_into(&self, snapshot: &Snapshot<K, V>, value: Displaced<V>) {
-        let epoch = snapshot.epoch.newest();
-        if epoch.retire(value) {
-            self.rotate(epoch);
-        }
-    }
-
-    /// As `retire_into`, returning a `Ref` to the value: pinning `snapshot` keeps every epoch
-    /// after it alive, the one the value went to included.
-    fn retire(&self, snapshot: SnapshotGuard<Snapshot<K, V>>, value: Displaced<V>) -> Ref<K, V> {
+    /// Retires a displaced value to the epoch current *now* (after the displacement) and
+    /// returns a `Ref` to it that pins that epoch.
+    fn retire(&self, value: Displaced<V>) -> Ref<K, V> {
+        let snapshot = self.read.load();
         let node = value.0;
-        self.retire_into(&snapshot, value);
+        if snapshot.epoch.retire(value) {
+            self.rotate(&snapshot.epoch);
+        }
         Self::ref_to(snapshot, None, node)
     }
 
@@ -206,13 +200,14 @@ impl<K, V> RawMap<K, V> {
                     if previous.is_none() {
                         snapshot.live.added();
                     }
-                    return previous.map(|previous| self.retire(snapshot, previous));
+                    drop(snapshot);
+                    return previous.map(|previous| self.retire(previous));
                 }
                 Stored::Expunged(back) => value = back,
             }
         }
         drop(snapshot);
-        let (snapshot, previous) = self.locked(|dirty, garbage| {
+        let previous = self.locked(|dirty, garbage| {
             let snapshot = self.read.load();
             let previous = match dirty.locate(&snapshot, hash, &key) {
                 Located::Read(entry) => {
@@ -224,16 +219,16 @@ impl<K, V> RawMap<K, V> {
                 Located::Dirty(entry) => entry.swap_locked(value),
                 Located::Absent => {
                     self.insert_new_locked(dirty, garbage, &snapshot, key, hash, value);
-                    return (snapshot, None);
+                    return None;
                 }
             };
             garbage.key = Some(key);
             if previous.is_none() {
                 snapshot.live.added();
             }
-            (snapshot, previous)
+            previous
         });
-        previous.map(|previous| self.retire(snapshot, previous))
+        previous.map(|previous| self.retire(previous))
     }
 
     /// Adds a key that neither map holds, recording it in the miss filter first. Returns the
@@ -379,7 +374,8 @@ impl<K, V> RawMap<K, V> {
             Some(entry) => {
                 let removed = entry.delete_if(reject)?;
                 snapshot.live.removed();
-                return Some(self.retire(snapshot, removed));
+                drop(snapshot);
+                return Some(self.retire(removed));
             }
             None if !snapshot.may_be_dirty(hash) => return None,
             None => {
@@ -389,7 +385,8 @@ impl<K, V> RawMap<K, V> {
         };
         let removed = entry?.delete_if(reject)?;
         snapshot.live.removed();
-        Some(self.retire(snapshot, removed))
+        drop(snapshot);
+        Some(self.retire(removed))
     }
 
     /// Go's `LoadAndDelete`.
@@ -429,7 +426,8 @@ impl<K, V> RawMap<K, V> {
         let (snapshot, entry) = match snapshot.find(hash, key) {
             Some(entry) => {
                 let displaced = entry.compare_and_swap(expected, new)?;
-                self.retire_into(&snapshot, displaced);
+                drop(snapshot);
+                self.retire(displaced);
                 return Ok(());
             }
             None if !snapshot.may_be_dirty(hash) => return Err(new),
@@ -442,7 +440,8 @@ impl<K, V> RawMap<K, V> {
             return Err(new);
         };
         let displaced = entry.compare_and_swap(expected, new)?;
-        self.retire_into(&snapshot, displaced);
+        drop(snapshot);
+        self.retire(displaced);
         Ok(())
     }
 
@@ -469,7 +468,7 @@ impl<K, V> RawMap<K, V> {
         for entry in snapshot.table.iter() {
             if let Some(removed) = entry.delete_if(|value| !keep(&entry.key, value)) {
                 snapshot.live.removed();
-                self.retire_into(&snapshot, removed);
+                self.retire(removed);
             }
         }
     }
@@ -497,7 +496,7 @@ impl<K, V> RawMap<K, V> {
 
     /// Makes the current miss filter claim `hash`, as a false positive would: lets tests
     /// drive a lookup of an absent key through the locked path deterministically.
-    #[cfg(test)]
+    #[cfg(any(test, dualmap_loom))]
     pub(crate) fn record_in_miss_filter(&self, hash: u64) {
         if let Some(filter) = &self.read.load().filter {
             filter.insert(hash);

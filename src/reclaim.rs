@@ -13,10 +13,10 @@
 //! (a *rotation*) so that the full epoch can drain even when no promotion happens.
 
 use crate::entry::{Displaced, ValueNode};
-use crate::sync::{take_exclusive, Arc, AtomicPtr, AtomicUsize};
+use crate::sync::{exclusive_ptr, Arc, AtomicPtr, AtomicUsize, Mutex};
 use std::marker::PhantomData;
 use std::ptr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// How many retired values an epoch collects before the map rotates to a fresh one. The bound
 /// on garbage: with no long-lived handles, at most about this many displaced values per
@@ -27,10 +27,8 @@ pub(crate) const ROTATE_EVERY: usize = 64;
 pub(crate) struct Epoch<V> {
     /// Top of the stack of values retired to this epoch, linked through `retired_next`.
     retired: AtomicPtr<ValueNode<V>>,
-    /// The epoch of the next published snapshot: an `Arc` this epoch owns (from
-    /// `Arc::into_raw`), stored once under the map mutex just before that publication; null
-    /// until then.
-    successor: AtomicPtr<Epoch<V>>,
+    /// The epoch of the next published snapshot, set once, just before that publication.
+    successor: Mutex<Option<Arc<Epoch<V>>>>,
     /// Map-wide count of retired values not yet freed, for `stats()`.
     outstanding: Arc<AtomicUsize>,
     _owns: PhantomData<ValueNode<V>>,
@@ -48,7 +46,7 @@ impl<V> Epoch<V> {
     pub(crate) fn new(outstanding: Arc<AtomicUsize>) -> Self {
         Self {
             retired: AtomicPtr::new(ptr::null_mut()),
-            successor: AtomicPtr::new(ptr::null_mut()),
+            successor: Mutex::new(None),
             outstanding,
             _owns: PhantomData,
         }
@@ -59,26 +57,9 @@ impl<V> Epoch<V> {
     /// anyone pinning this epoch also pins the new one.
     pub(crate) fn begin_successor(&self) -> Arc<Epoch<V>> {
         let next = Arc::new(Epoch::new(self.outstanding.clone()));
-        let owned = Arc::into_raw(next.clone()).cast_mut();
-        let previous = self.successor.swap(owned, SeqCst);
-        debug_assert!(previous.is_null(), "an epoch has one successor");
+        let previous = self.successor.lock().replace(next.clone());
+        debug_assert!(previous.is_none(), "an epoch has one successor");
         next
-    }
-
-    /// The newest epoch linked after this one: that of the snapshot current now, or of one
-    /// published since. A writer that pinned this epoch's snapshot before displacing a value
-    /// retires it there (DESIGN.md, "Reclamation", explains why that is late enough).
-    pub(crate) fn newest(&self) -> &Epoch<V> {
-        let mut epoch = self;
-        loop {
-            let next = epoch.successor.load(SeqCst);
-            if next.is_null() {
-                return epoch;
-            }
-            // SAFETY: a successor is owned by its predecessor and dropped only after it, so
-            // every epoch linked after `self` lives at least as long as the borrow of `self`.
-            epoch = unsafe { &*next };
-        }
     }
 
     /// Retired values of the whole map not yet freed.
@@ -140,24 +121,15 @@ fn free_stack<V>(mut top: *mut ValueNode<V>, outstanding: &AtomicUsize) {
     }
 }
 
-impl<V> Epoch<V> {
-    fn take_successor(&mut self) -> Option<Arc<Epoch<V>>> {
-        let owned = take_exclusive(&mut self.successor);
-        // SAFETY: a non-null successor came from `Arc::into_raw` in `begin_successor`, and
-        // taking it out of the exclusively owned slot transfers that one reference here.
-        (!owned.is_null()).then(|| unsafe { Arc::from_raw(owned) })
-    }
-}
-
 impl<V> Drop for Epoch<V> {
     fn drop(&mut self) {
-        free_stack(take_exclusive(&mut self.retired), &self.outstanding);
+        free_stack(exclusive_ptr(&mut self.retired), &self.outstanding);
         // Drop the chain of successors iteratively: a thread that pinned a very old snapshot
         // may release thousands of epochs at once.
-        let mut next = self.take_successor();
+        let mut next = self.successor.get_mut().take();
         while let Some(epoch) = next {
             next = match Arc::try_unwrap(epoch) {
-                Ok(mut epoch) => epoch.take_successor(),
+                Ok(mut epoch) => epoch.successor.get_mut().take(),
                 Err(_still_shared) => None,
             };
         }

@@ -1,14 +1,14 @@
 //! The one module that names concurrency primitives.
 //!
 //! Everything else imports `Arc`, the atomics, the mutex and the snapshot cell from here, so
-//! that under `cfg(loom)` the whole algorithm runs on loom's models without mentioning loom.
+//! that under `cfg(dualmap_loom)` the whole algorithm runs on loom's models without mentioning loom.
 //! loom cannot look inside `arc_swap` or `parking_lot`; under loom the snapshot cell becomes a
 //! loom mutex around an `Arc`, which is stronger than `ArcSwap` (it orders every load and
 //! store), and the map mutex becomes loom's mutex.
 
 pub(crate) use imp::*;
 
-#[cfg(not(loom))]
+#[cfg(not(dualmap_loom))]
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use std::sync::Arc;
@@ -24,6 +24,9 @@ mod imp {
         }
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             self.0.lock()
+        }
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut()
         }
     }
 
@@ -60,13 +63,13 @@ mod imp {
         }
     }
 
-    /// Takes the pointer out of an atomic that this thread owns exclusively, leaving null.
-    pub(crate) fn take_exclusive<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
-        std::mem::replace(atomic.get_mut(), std::ptr::null_mut())
+    /// The pointer held by an atomic that this thread owns exclusively.
+    pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
+        *atomic.get_mut()
     }
 }
 
-#[cfg(loom)]
+#[cfg(dualmap_loom)]
 mod imp {
     pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::Arc;
@@ -129,7 +132,7 @@ mod imp {
         }
     }
 
-    pub(crate) fn take_exclusive<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
-        atomic.with_mut(|ptr| std::mem::replace(ptr, std::ptr::null_mut()))
+    pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
+        atomic.with_mut(|ptr| *ptr)
     }
 }

@@ -1,0 +1,1243 @@
+//! loom models of the races of the read/dirty design.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg dualmap_loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom`.
+//!
+//! Under `cfg(dualmap_loom)` every primitive of the crate (`Arc`, the atomics, the map mutex and the
+//! snapshot cell) is loom's (see `src/sync.rs`), so loom explores every interleaving of the
+//! map's synchronisation points up to the preemption bound. Each model uses 2-3 threads and
+//! very few operations, a fixed-seed hasher, and forces the promotions it needs: with `n`
+//! entries in the dirty map, `n` counted misses (`get` of an absent key while amended)
+//! promote it, and `iter()` promotes an amended map at once.
+//!
+//! The preemption bound of each model is the constant passed to `check`; setting
+//! `LOOM_MAX_PREEMPTIONS` overrides it for every model.
+#![cfg(dualmap_loom)]
+
+use dualmap::{DualMap, GetOrInsert};
+use loom::sync::Arc;
+use loom::thread;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+type Map<V> = DualMap<u32, V, ahash::RandomState>;
+
+fn new_map<V>() -> Map<V> {
+    DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+}
+
+/// Runs `model` under loom with `bound` preemptions (unless `LOOM_MAX_PREEMPTIONS` is set)
+/// and prints how long it took and how many executions loom explored.
+fn check(name: &str, bound: usize, model: impl Fn() + Sync + Send + 'static) {
+    check_with_branches(name, bound, loom::model::Builder::new().max_branches, model);
+}
+
+/// As `check`, allowing `max_branches` scheduling points per execution (loom's default is
+/// 1,000; single-threaded setup counts too).
+fn check_with_branches(
+    name: &str,
+    bound: usize,
+    max_branches: usize,
+    model: impl Fn() + Sync + Send + 'static,
+) {
+    let executions = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = executions.clone();
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = builder.max_branches.max(max_branches);
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(bound);
+    }
+    let bound = builder.preemption_bound;
+    let start = Instant::now();
+    builder.check(move || {
+        counter.fetch_add(1, Relaxed);
+        model();
+    });
+    eprintln!(
+        "loom model {name}: preemption bound {bound:?}, {} executions, {:.2?}",
+        executions.load(Relaxed),
+        start.elapsed()
+    );
+}
+
+/// Promotes an amended map at once (`iter` does) and checks that it did.
+fn promote<V>(map: &Map<V>) {
+    drop(map.iter());
+    assert!(!map.stats().amended);
+}
+
+/// The map's contents through `iter`, after checking that no key is visited twice.
+fn contents<V: Copy>(map: &Map<V>) -> BTreeMap<u32, V> {
+    let mut seen = BTreeMap::new();
+    for (key, value) in map.iter() {
+        assert!(
+            seen.insert(*key, *value).is_none(),
+            "key {} visited twice",
+            *key
+        );
+    }
+    seen
+}
+
+/// Checks that `len`, `iter` and `get` all agree with `expected`.
+fn assert_contents(map: &Map<u32>, expected: &[(u32, u32)]) {
+    let expected: BTreeMap<u32, u32> = expected.iter().copied().collect();
+    assert_eq!(contents(map), expected);
+    assert_eq!(map.len(), expected.len());
+    for key in 0..8 {
+        assert_eq!(
+            map.get_cloned(&key),
+            expected.get(&key).copied(),
+            "get({key})"
+        );
+    }
+}
+
+fn get(map: &Map<u32>, key: u32) -> Option<u32> {
+    map.get(&key).map(|value| *value)
+}
+
+fn insert(map: &Map<u32>, key: u32, value: u32) -> Option<u32> {
+    map.insert(key, value).map(|previous| *previous)
+}
+
+fn remove(map: &Map<u32>, key: u32) -> Option<u32> {
+    map.remove(&key).map(|previous| *previous)
+}
+
+/// Key 99 (and 98, 97) are never inserted.
+const ABSENT: u32 = 99;
+
+/// A lookup of the absent `key` that counts a miss while the map is amended, as in Go: the
+/// miss filter would answer it without the lock, so first make the filter claim it (a
+/// deterministic false positive, through a hook that exists only under `cfg(dualmap_loom)`).
+fn missed<V>(map: &Map<V>, key: u32) -> bool {
+    map.claim_in_miss_filter(&key);
+    map.get(&key).is_none()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. store vs promotion
+// ---------------------------------------------------------------------------------------
+
+/// A lock-free overwrite of a snapshot key and a locked store of a dirty-only key race with a
+/// promotion triggered by another thread's miss; afterwards both stored values are visible.
+#[test]
+fn store_vs_promotion() {
+    check("store_vs_promotion", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        promote(&map); // read {1}
+        map.insert(2, 20); // dirty rebuild: dirty {1, 2}, amended
+        assert!(missed(&map, ABSENT)); // misses = 1 of 2
+        assert!(map.stats().amended);
+
+        let storer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert_eq!(insert(&map, 1, 11), Some(10)); // key of the snapshot: lock-free
+                assert_eq!(insert(&map, 2, 21), Some(20)); // dirty-only until promoted
+            })
+        };
+        let promoter = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert!(missed(&map, ABSENT - 1)); // the second miss promotes
+            })
+        };
+        storer.join().unwrap();
+        promoter.join().unwrap();
+
+        let stats = map.stats();
+        assert_eq!(stats.promotions, 2);
+        assert!(!stats.amended);
+        assert_eq!(stats.snapshot_len, 2);
+        assert_contents(&map, &[(1, 11), (2, 21)]);
+    });
+}
+
+/// The same with the promotion coming from the storer's own miss on a dirty-only key: a
+/// `get` of the dirty-only key by one thread promotes while the other overwrites it.
+#[test]
+fn store_of_dirty_key_vs_promotion_by_get() {
+    check("store_of_dirty_key_vs_promotion_by_get", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10); // dirty {1}, amended: one miss promotes
+
+        let storer = {
+            let map = map.clone();
+            thread::spawn(move || assert_eq!(insert(&map, 1, 11), Some(10)))
+        };
+        let reader = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let seen = get(&map, 1);
+                assert!(seen == Some(10) || seen == Some(11), "{seen:?}");
+            })
+        };
+        storer.join().unwrap();
+        reader.join().unwrap();
+
+        assert!(!map.stats().amended, "the reader's miss promoted");
+        assert_contents(&map, &[(1, 11)]);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. store into an expunged entry vs dirty rebuild
+// ---------------------------------------------------------------------------------------
+
+/// Key 1 is a tombstone of the read snapshot. One thread inserts key 2, whose dirty rebuild
+/// expunges the tombstone; the other stores into key 1, either before the expunge (the
+/// rebuild then keeps the entry) or after it (the store unexpunges under the lock).
+#[test]
+fn store_into_expunged_vs_dirty_rebuild() {
+    check("store_into_expunged_vs_dirty_rebuild", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        promote(&map);
+        assert_eq!(remove(&map, 1), Some(10)); // tombstone in read, no dirty map
+        let stats = map.stats();
+        assert_eq!((stats.snapshot_len, stats.dirty_len), (1, None));
+
+        let inserter = {
+            let map = map.clone();
+            thread::spawn(move || assert_eq!(insert(&map, 2, 20), None))
+        };
+        let storer = {
+            let map = map.clone();
+            thread::spawn(move || assert_eq!(insert(&map, 1, 11), None))
+        };
+        inserter.join().unwrap();
+        storer.join().unwrap();
+
+        assert_eq!(get(&map, 1), Some(11));
+        assert_eq!(get(&map, 2), Some(20));
+        assert_eq!(map.len(), 2);
+        let stats = map.stats();
+        assert!(stats.amended);
+        assert_eq!(stats.dirty_len, Some(2), "the dirty map holds both keys");
+
+        // Promote through counted misses, then check both keys survived it.
+        while map.stats().amended {
+            assert!(missed(&map, ABSENT));
+        }
+        assert_eq!(map.stats().snapshot_len, 2);
+        assert_contents(&map, &[(1, 11), (2, 20)]);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. concurrent get_or_insert of the same absent key
+// ---------------------------------------------------------------------------------------
+
+fn get_or_insert_race(setup: fn(&Map<u32>)) {
+    let map = Arc::new(new_map::<u32>());
+    setup(&map);
+    let spawn = |value: u32| {
+        let map = map.clone();
+        thread::spawn(move || match map.get_or_insert(1, value) {
+            GetOrInsert::Inserted(now) => {
+                assert_eq!(*now, value);
+                (true, value)
+            }
+            GetOrInsert::Loaded(now) => (false, *now),
+        })
+    };
+    let a = spawn(100);
+    let b = spawn(200);
+    let a = a.join().unwrap();
+    let b = b.join().unwrap();
+    assert!(a.0 ^ b.0, "exactly one inserts: {a:?} {b:?}");
+    assert_eq!(a.1, b.1, "both see the inserted value");
+    assert_eq!(get(&map, 1), Some(a.1));
+    let mut expected = vec![(1, a.1)];
+    if map.get(&0).is_some() {
+        expected.push((0, 0));
+    }
+    assert_contents(&map, &expected);
+}
+
+/// Both threads take the locked path on an empty map; one inserts a new key (rebuild and
+/// amended publication), the other must load it.
+#[test]
+fn get_or_insert_same_absent_key() {
+    check("get_or_insert_same_absent_key", 5, || {
+        get_or_insert_race(|_| {});
+    });
+}
+
+/// The key is a tombstone of the read snapshot: both threads race lock-free to CAS the slot
+/// from NIL to their value.
+#[test]
+fn get_or_insert_same_tombstoned_key() {
+    check("get_or_insert_same_tombstoned_key", 5, || {
+        get_or_insert_race(|map| {
+            map.insert(1, 1);
+            promote(map);
+            map.remove(&1);
+        });
+    });
+}
+
+/// The key is an expunged entry of the read snapshot (a rebuild ran after it was removed):
+/// both threads fall back to the locked path, where the first unexpunges it.
+#[test]
+fn get_or_insert_same_expunged_key() {
+    check("get_or_insert_same_expunged_key", 5, || {
+        get_or_insert_race(|map| {
+            map.insert(1, 1);
+            promote(map);
+            map.remove(&1);
+            map.insert(0, 0); // rebuild expunges key 1
+            assert_eq!(map.stats().dirty_len, Some(1));
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. remove vs store on the same key
+// ---------------------------------------------------------------------------------------
+
+/// Checks the outcome of `remove(1)` racing with `insert(1, 11)` on a map where key 1 held 10.
+fn assert_remove_store_outcome(map: &Map<u32>, removed: Option<u32>, replaced: Option<u32>) {
+    match (removed, replaced) {
+        // remove, then store
+        (Some(10), None) => assert_contents(map, &[(1, 11)]),
+        // store, then remove
+        (Some(11), Some(10)) => assert_contents(map, &[]),
+        outcome => panic!("not linearizable: (removed, replaced) = {outcome:?}"),
+    }
+}
+
+/// Key 1 is in the read snapshot: both operations are lock-free CASes on its slot.
+#[test]
+fn remove_vs_store_snapshot_key() {
+    check("remove_vs_store_snapshot_key", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        promote(&map);
+
+        let remover = {
+            let map = map.clone();
+            thread::spawn(move || remove(&map, 1))
+        };
+        let storer = {
+            let map = map.clone();
+            thread::spawn(move || insert(&map, 1, 11))
+        };
+        let removed = remover.join().unwrap();
+        let replaced = storer.join().unwrap();
+        assert_remove_store_outcome(&map, removed, replaced);
+    });
+}
+
+/// Key 1 is only in the dirty map: the remove takes the entry out of the dirty map (and its
+/// counted miss promotes), the store goes through the lock or, after the promotion,
+/// lock-free.
+#[test]
+fn remove_vs_store_dirty_key() {
+    check("remove_vs_store_dirty_key", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10); // dirty {1}
+
+        let remover = {
+            let map = map.clone();
+            thread::spawn(move || remove(&map, 1))
+        };
+        let storer = {
+            let map = map.clone();
+            thread::spawn(move || insert(&map, 1, 11))
+        };
+        let removed = remover.join().unwrap();
+        let replaced = storer.join().unwrap();
+        assert_remove_store_outcome(&map, removed, replaced);
+        // And once more after a forced promotion.
+        drop(map.iter());
+        assert_remove_store_outcome(&map, removed, replaced);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. compare_and_swap races
+// ---------------------------------------------------------------------------------------
+
+fn cas_vs_cas(setup: fn(&Map<u32>)) {
+    let map = Arc::new(new_map::<u32>());
+    setup(&map);
+    let spawn = |new: u32| {
+        let map = map.clone();
+        thread::spawn(move || map.compare_and_swap(&1, &0, new).is_ok())
+    };
+    let a = spawn(100);
+    let b = spawn(200);
+    let a = a.join().unwrap();
+    let b = b.join().unwrap();
+    assert!(a ^ b, "exactly one CAS succeeds: {a} {b}");
+    let winner = if a { 100 } else { 200 };
+    let mut expected = vec![(1, winner)];
+    if map.get(&0).is_some() {
+        expected.push((0, 0));
+    }
+    assert_contents(&map, &expected);
+}
+
+/// Two lock-free CASes of a snapshot key from the same expected value.
+#[test]
+fn cas_vs_cas_snapshot_key() {
+    check("cas_vs_cas_snapshot_key", 5, || {
+        cas_vs_cas(|map| {
+            map.insert(1, 0);
+            promote(map);
+        });
+    });
+}
+
+/// Two CASes of a dirty-only key: both locate it under the lock and CAS outside it; the
+/// first one's miss (found in dirty) promotes the one-entry dirty map.
+#[test]
+fn cas_vs_cas_dirty_key() {
+    check("cas_vs_cas_dirty_key", 5, || {
+        cas_vs_cas(|map| {
+            map.insert(1, 0);
+        });
+    });
+}
+
+fn cas_vs_remove(setup: fn(&Map<u32>)) {
+    let map = Arc::new(new_map::<u32>());
+    setup(&map);
+    let swapper = {
+        let map = map.clone();
+        thread::spawn(move || map.compare_and_swap(&1, &0, 1).is_ok())
+    };
+    let remover = {
+        let map = map.clone();
+        thread::spawn(move || remove(&map, 1))
+    };
+    let swapped = swapper.join().unwrap();
+    let removed = remover.join().unwrap();
+    match (swapped, removed) {
+        (true, Some(1)) | (false, Some(0)) => {}
+        outcome => panic!("not linearizable: (swapped, removed) = {outcome:?}"),
+    }
+    let mut expected = vec![];
+    if map.get(&0).is_some() {
+        expected.push((0, 0));
+    }
+    assert_contents(&map, &expected);
+}
+
+/// CAS vs remove on a snapshot key: either the CAS wins and the remove takes its value, or
+/// the remove wins and the CAS fails. The key is absent afterwards either way.
+#[test]
+fn cas_vs_remove_snapshot_key() {
+    check("cas_vs_remove_snapshot_key", 5, || {
+        cas_vs_remove(|map| {
+            map.insert(1, 0);
+            promote(map);
+        });
+    });
+}
+
+/// CAS vs remove on a dirty-only key (the remove takes the entry out of the dirty map while
+/// the CAS may already hold it; either's miss may promote).
+#[test]
+fn cas_vs_remove_dirty_key() {
+    check("cas_vs_remove_dirty_key", 5, || {
+        cas_vs_remove(|map| {
+            map.insert(1, 0);
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. clear vs store
+// ---------------------------------------------------------------------------------------
+
+/// A clear races with a lock-free overwrite of a snapshot key and then the insert of a new
+/// key. The final contents must be one of the three linearizations, and `len` must agree
+/// with `iter`.
+#[test]
+fn clear_vs_store() {
+    check("clear_vs_store", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        promote(&map);
+
+        let clearer = {
+            let map = map.clone();
+            thread::spawn(move || map.clear())
+        };
+        let storer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let replaced = insert(&map, 1, 11);
+                assert!(replaced == Some(10) || replaced.is_none(), "{replaced:?}");
+                assert_eq!(insert(&map, 2, 20), None);
+                replaced
+            })
+        };
+        clearer.join().unwrap();
+        let replaced = storer.join().unwrap();
+
+        let seen = contents(&map);
+        assert_eq!(map.len(), seen.len(), "len agrees with iter: {seen:?}");
+        let seen: Vec<_> = seen.into_iter().collect();
+        match seen.as_slice() {
+            // clear before both stores: the overwrite found key 1 absent
+            [(1, 11), (2, 20)] => assert_eq!(replaced, None),
+            // clear between the stores
+            [(2, 20)] => assert_eq!(replaced, Some(10)),
+            // clear after both
+            [] => assert_eq!(replaced, Some(10)),
+            _ => panic!("not linearizable: {seen:?}, insert(1) returned {replaced:?}"),
+        }
+        for key in [1, 2] {
+            assert_eq!(
+                get(&map, key).is_some(),
+                seen.iter().any(|&(k, _)| k == key)
+            );
+        }
+    });
+}
+
+/// A clear races with a store to a dirty-only key (the map is amended): the store goes
+/// through the lock and finds the key in the dirty map, or, after the clear, inserts it anew.
+#[test]
+fn clear_vs_store_amended() {
+    check("clear_vs_store_amended", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10); // dirty {1}
+
+        let clearer = {
+            let map = map.clone();
+            thread::spawn(move || map.clear())
+        };
+        let storer = {
+            let map = map.clone();
+            thread::spawn(move || insert(&map, 1, 11))
+        };
+        clearer.join().unwrap();
+        let replaced = storer.join().unwrap();
+
+        let seen: Vec<_> = contents(&map).into_iter().collect();
+        assert_eq!(map.len(), seen.len(), "len agrees with iter: {seen:?}");
+        match seen.as_slice() {
+            [(1, 11)] => assert_eq!(replaced, None), // clear, then store
+            [] => assert_eq!(replaced, Some(10)),    // store, then clear
+            _ => panic!("not linearizable: {seen:?}, insert returned {replaced:?}"),
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. iteration vs promotion / insert
+// ---------------------------------------------------------------------------------------
+
+/// Keys 1 and 2 are in the read snapshot, key 3 only in the dirty map (amended, two misses of
+/// three counted). An iterator (which promotes the amended map) runs while another thread
+/// misses (the third miss: it promotes, unless the iterator did first) and inserts key 4 (a
+/// dirty rebuild and an amended publication). Keys 1-3 are visited exactly once each; key 4
+/// at most once.
+#[test]
+fn iteration_vs_insert_and_promotion() {
+    check("iteration_vs_insert_and_promotion", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        map.insert(2, 20);
+        promote(&map);
+        map.insert(3, 30); // rebuild: dirty {1, 2, 3}
+        assert!(missed(&map, ABSENT));
+        assert!(missed(&map, ABSENT));
+        let stats = map.stats();
+        assert!(stats.amended);
+        assert_eq!(stats.misses, 2);
+
+        let iterator = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let mut visits: Vec<u32> = map.keys().map(|key| *key).collect();
+                visits.sort_unstable();
+                visits
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert!(missed(&map, ABSENT));
+                assert_eq!(insert(&map, 4, 40), None);
+            })
+        };
+        let visits = iterator.join().unwrap();
+        writer.join().unwrap();
+
+        assert!(
+            visits == [1, 2, 3] || visits == [1, 2, 3, 4],
+            "every key present at the start exactly once: {visits:?}"
+        );
+        // Either one of the two threads promoted and key 4 went into a rebuilt dirty map
+        // after the iterator pinned its snapshot, or the writer promoted, inserted key 4, and
+        // the iterator promoted again and visited it.
+        let stats = map.stats();
+        if visits.contains(&4) {
+            assert_eq!((stats.promotions, stats.amended), (3, false));
+        } else {
+            assert_eq!((stats.promotions, stats.amended), (2, true));
+        }
+        assert_contents(&map, &[(1, 10), (2, 20), (3, 30), (4, 40)]);
+    });
+}
+
+/// An iterator over a non-amended map runs while another thread inserts a new key (a dirty
+/// rebuild and an amended publication; an iterator that starts after it promotes) and
+/// misses (counted under the lock while amended).
+#[test]
+fn iteration_vs_rebuild_and_promotion() {
+    check("iteration_vs_rebuild_and_promotion", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        map.insert(2, 20);
+        promote(&map);
+
+        let iterator = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let mut visits: Vec<(u32, u32)> =
+                    map.iter().map(|(key, value)| (*key, *value)).collect();
+                visits.sort_unstable();
+                visits
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert_eq!(insert(&map, 3, 30), None);
+                assert!(missed(&map, ABSENT)); // miss 1 of 3
+            })
+        };
+        let visits = iterator.join().unwrap();
+        writer.join().unwrap();
+
+        assert!(
+            visits == [(1, 10), (2, 20)] || visits == [(1, 10), (2, 20), (3, 30)],
+            "every key present at the start exactly once: {visits:?}"
+        );
+        assert_contents(&map, &[(1, 10), (2, 20), (3, 30)]);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. reclamation
+// ---------------------------------------------------------------------------------------
+
+/// How many tracked values one model may create.
+const TRACKED: usize = 80;
+/// What a dropped value's id is overwritten with, so that a read through a dangling `Ref`
+/// (before the allocator reuses the memory) shows an id no value has.
+const POISON: u32 = 0xDEAD_BEEF;
+
+#[derive(Default)]
+struct TrackState {
+    /// How many readers are reading value `id` through a `Ref` right now.
+    held: Vec<u32>,
+    /// How many times value `id` was dropped.
+    drops: Vec<u32>,
+    /// How many values were created.
+    created: usize,
+}
+
+/// Records, for every value of one model, whether a reader holds it and whether it was
+/// dropped; every check runs under a loom mutex, so loom orders it against the others.
+#[derive(Default)]
+struct Tracker(loom::sync::Mutex<TrackState>);
+
+/// A new tracked value with the next id.
+fn tracked(tracker: &Arc<Tracker>) -> Tracked {
+    let mut state = tracker.0.lock().unwrap();
+    let id = state.created;
+    assert!(id < TRACKED);
+    state.created += 1;
+    state.held.push(0);
+    state.drops.push(0);
+    Tracked {
+        id: id as u32,
+        tracker: tracker.clone(),
+    }
+}
+
+impl Tracker {
+    /// Called by a reader that read `id` through a `Ref` it still holds.
+    fn hold(&self, id: u32) {
+        let mut state = self.0.lock().unwrap();
+        assert!(
+            (id as usize) < state.created,
+            "read a freed value (id {id:#x})"
+        );
+        assert_eq!(
+            state.drops[id as usize], 0,
+            "value {id} read after it was dropped"
+        );
+        state.held[id as usize] += 1;
+    }
+
+    /// Called by the reader just before it drops its `Ref`.
+    fn release(&self, id: u32) {
+        self.0.lock().unwrap().held[id as usize] -= 1;
+    }
+
+    fn assert_all_dropped_once(&self) {
+        let state = self.0.lock().unwrap();
+        for id in 0..state.created {
+            assert_eq!(
+                state.drops[id], 1,
+                "value {id} dropped {} times",
+                state.drops[id]
+            );
+            assert_eq!(state.held[id], 0);
+        }
+    }
+}
+
+/// A value that records its drop and checks that no reader holds it then.
+struct Tracked {
+    id: u32,
+    tracker: Arc<Tracker>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let id = self.id as usize;
+        {
+            let mut state = self.tracker.0.lock().unwrap();
+            assert!(id < state.created, "dropped a freed value (id {id:#x})");
+            assert_eq!(
+                state.held[id], 0,
+                "value {id} dropped while a reader holds it"
+            );
+            state.drops[id] += 1;
+            assert_eq!(state.drops[id], 1, "value {id} dropped twice");
+        }
+        // SAFETY: `self.id` is a valid, exclusive place; volatile so the store is not elided.
+        unsafe { std::ptr::write_volatile(&mut self.id, POISON) };
+    }
+}
+
+/// Reads `id` through a value a `Ref` (or an iteration item) points at.
+fn read_id(value: &Tracked) -> u32 {
+    // SAFETY: a valid reference; volatile so that the second read really reads memory.
+    unsafe { std::ptr::read_volatile(&value.id) }
+}
+
+/// Holds `value` across a scheduling point and checks it stays alive.
+fn hold_and_check(tracker: &Tracker, value: &Tracked) {
+    let id = read_id(value);
+    tracker.hold(id);
+    assert_eq!(read_id(value), id, "value {id} changed under a held Ref");
+    tracker.release(id);
+}
+
+/// Drops the map (the model's last handle) and checks every value was dropped exactly once.
+fn finish(map: Arc<Map<Tracked>>, tracker: &Tracker) {
+    let map = Arc::try_unwrap(map)
+        .ok()
+        .expect("every other handle was dropped");
+    drop(map);
+    tracker.assert_all_dropped_once();
+}
+
+/// A reader holds a `Ref` to a snapshot key while a writer overwrites it and then inserts a
+/// new key, and a third thread's miss promotes the dirty map. Depending on the order the
+/// reader pins the snapshot from before or after the promotion, the overwrite retires the
+/// value to the epoch before or after it, and the writer's new key (a dirty rebuild once
+/// promoted) publishes yet another snapshot, so the epoch the value was retired to can be
+/// dropped while the reader still holds it unless the epoch chain keeps it.
+#[test]
+fn reclamation_overwrite_vs_reader_and_promotion() {
+    check("reclamation_overwrite_vs_reader_and_promotion", 4, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0
+        promote(&map);
+        map.insert(2, tracked(&tracker)); // id 1; dirty {1, 2}
+        assert!(missed(&map, ABSENT)); // miss 1 of 2
+        let overwrite = tracked(&tracker); // id 2
+        let new_key = tracked(&tracker); // id 3
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                let value = map.get(&1).expect("key 1 is never removed");
+                hold_and_check(&tracker, &value);
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let previous = map.insert(1, overwrite).expect("key 1 was present");
+                assert_eq!(read_id(&previous), 0);
+                drop(previous);
+                assert!(map.insert(3, new_key).is_none());
+            })
+        };
+        let promoter = {
+            let map = map.clone();
+            thread::spawn(move || assert!(missed(&map, ABSENT - 1)))
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        promoter.join().unwrap();
+
+        // No promotion if key 3 went into the dirty map first (then 2 misses of 3).
+        assert!(map.get(&3).is_some());
+        finish(map, &tracker);
+    });
+}
+
+/// A reader holds a `Ref` to a snapshot key while a writer inserts a new key (publishing an
+/// amended snapshot), removes the read key (retiring its value to the new epoch), and
+/// iterates (promoting: a third snapshot, which releases the second). The reader's older
+/// snapshot must keep the newer epoch, and so the removed value, alive.
+#[test]
+fn reclamation_remove_vs_reader() {
+    check("reclamation_remove_vs_reader", 5, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0
+        promote(&map);
+        let new_key = tracked(&tracker); // id 1
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                if let Some(value) = map.get(&1) {
+                    hold_and_check(&tracker, &value);
+                }
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert!(map.insert(2, new_key).is_none());
+                let removed = map.remove(&1).expect("key 1 was present");
+                assert_eq!(read_id(&removed), 0);
+                drop(removed);
+                assert_eq!(map.iter().count(), 1);
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        finish(map, &tracker);
+    });
+}
+
+/// A reader holds a `Ref` to a dirty-only key (its `get` locks, counts a miss and promotes)
+/// while a writer removes the key (taking it out of the dirty map, or lock-free after the
+/// promotion), inserts it again and iterates (another promotion if the map is amended).
+#[test]
+fn reclamation_dirty_only_key() {
+    check("reclamation_dirty_only_key", 5, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0; dirty {1}
+        let again = tracked(&tracker); // id 1
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                if let Some(value) = map.get(&1) {
+                    hold_and_check(&tracker, &value);
+                }
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let removed = map.remove(&1).expect("key 1 was present");
+                assert_eq!(read_id(&removed), 0);
+                drop(removed);
+                assert!(map.insert(1, again).is_none());
+                assert_eq!(map.iter().count(), 1);
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        finish(map, &tracker);
+    });
+}
+
+/// A reader holds a `Ref` to a dirty-only key (a miss that does not promote: two dirty
+/// entries) while a writer clears the map, dropping the dirty map and with it the last
+/// reference the map had to the reader's entry, then inserts again.
+#[test]
+fn reclamation_dirty_only_key_vs_clear() {
+    check("reclamation_dirty_only_key_vs_clear", 5, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0
+        map.insert(2, tracked(&tracker)); // id 1; dirty {1, 2}
+        let again = tracked(&tracker); // id 2
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                if let Some(value) = map.get(&1) {
+                    hold_and_check(&tracker, &value);
+                }
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                map.clear();
+                assert!(map.insert(1, again).is_none());
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        finish(map, &tracker);
+    });
+}
+
+/// A reader holds a `Ref` while a writer clears the map (orphaning the entry, which only the
+/// reader's snapshot still reaches) and inserts the key again (a new publication).
+#[test]
+fn reclamation_clear_vs_reader() {
+    check("reclamation_clear_vs_reader", 5, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0
+        promote(&map);
+        let again = tracked(&tracker); // id 1
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                if let Some(value) = map.get(&1) {
+                    hold_and_check(&tracker, &value);
+                }
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                map.clear();
+                assert!(map.insert(1, again).is_none());
+                assert_eq!(map.iter().count(), 1);
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        finish(map, &tracker);
+    });
+}
+
+/// Rotation: the epoch of the current snapshot already holds 63 retired values (made in the
+/// single-threaded setup, which costs loom no interleavings), so the writer's overwrite is
+/// the 64th and rotates: it publishes a fresh snapshot around the same table. The writer
+/// then overwrites again (retiring to the rotated epoch) and inserts a new key (a rebuild and
+/// another publication, which releases the rotated snapshot). A reader holding the key
+/// across all that must keep its value alive, and every value is dropped exactly once.
+#[test]
+fn reclamation_rotation_vs_reader() {
+    // The 63 setup overwrites cost about 2,000 branches (with one runnable thread, so no
+    // interleavings).
+    check_with_branches("reclamation_rotation_vs_reader", 3, 10_000, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker));
+        map.insert(2, tracked(&tracker));
+        promote(&map);
+        for _ in 0..63 {
+            drop(map.insert(2, tracked(&tracker)));
+        }
+        let stats = map.stats();
+        assert_eq!((stats.retired, stats.rotations), (63, 0));
+        let first = tracked(&tracker);
+        let second = tracked(&tracker);
+        let new_key = tracked(&tracker);
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                let value = map.get(&1).expect("key 1 is never removed");
+                hold_and_check(&tracker, &value);
+            })
+        };
+        let writer = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                // The 64th retirement: rotates. The displaced value comes back as a `Ref`
+                // that must keep it alive across the rotation.
+                let previous = map.insert(1, first).expect("key 1 was present");
+                hold_and_check(&tracker, &previous);
+                drop(previous);
+                let previous = map.insert(1, second).expect("key 1 was present");
+                assert!(map.insert(3, new_key).is_none());
+                hold_and_check(&tracker, &previous);
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+
+        assert_eq!(map.stats().rotations, 1);
+        finish(map, &tracker);
+    });
+}
+
+/// A `Reader` hands out plain `&V`s that live until its next call, pinned only by its cached
+/// snapshot or, for a key found under the lock, by the `Ref` it keeps. The reader reads key
+/// 1 (a snapshot key), key 2 (dirty-only if present: found under the lock) and key 1 again,
+/// while a writer overwrites key 1, inserts key 2 (a rebuild and a new snapshot) and clears
+/// the map (which drops the dirty map, and with it key 2's entry unless the reader's `Ref`
+/// holds it). Each `&V` must stay alive until the reader's next call.
+#[test]
+fn reclamation_reader_handle() {
+    check("reclamation_reader_handle", 4, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0
+        promote(&map);
+        let overwrite = tracked(&tracker); // id 1
+        let new_key = tracked(&tracker); // id 2
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                let mut reader = map.reader();
+                for key in [1, 2, 1] {
+                    if let Some(value) = reader.get(&key) {
+                        hold_and_check(&tracker, value);
+                    }
+                }
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert!(map.insert(1, overwrite).is_some());
+                assert!(map.insert(2, new_key).is_none());
+                map.clear();
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        finish(map, &tracker);
+    });
+}
+
+/// An iterator item holds a value while a writer overwrites it, inserts a new key (a dirty
+/// rebuild and a new snapshot) and promotes (another one).
+#[test]
+fn reclamation_iteration_item_vs_overwrite() {
+    check("reclamation_iteration_item_vs_overwrite", 5, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0
+        promote(&map);
+        let overwrite = tracked(&tracker); // id 1
+        let new_key = tracked(&tracker); // id 2
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                let visited = map
+                    .values()
+                    .map(|value| hold_and_check(&tracker, &value))
+                    .count();
+                // Key 2 is visited if the iteration starts after it was inserted.
+                assert!(visited == 1 || visited == 2, "{visited}");
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert!(map.insert(1, overwrite).is_some());
+                assert!(map.insert(2, new_key).is_none());
+                assert!(missed(&map, ABSENT));
+                assert!(missed(&map, ABSENT)); // second miss of 2: promotes
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        finish(map, &tracker);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. len accounting
+// ---------------------------------------------------------------------------------------
+
+/// Concurrent inserts and removes of distinct and equal keys, on a snapshot key and on new
+/// keys; after the join `len` equals the number of keys iterated.
+#[test]
+fn len_accounting_inserts_and_removes() {
+    check("len_accounting_inserts_and_removes", 4, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        promote(&map);
+
+        let a = {
+            let map = map.clone();
+            thread::spawn(move || {
+                insert(&map, 2, 20);
+                remove(&map, 1);
+            })
+        };
+        let b = {
+            let map = map.clone();
+            thread::spawn(move || {
+                insert(&map, 1, 11);
+                remove(&map, 2);
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+
+        let seen = contents(&map);
+        assert_eq!(map.len(), seen.len(), "{seen:?}");
+        assert_eq!(map.stats().len, seen.len());
+        drop(map.iter());
+        assert_eq!(map.len(), contents(&map).len());
+    });
+}
+
+/// Equal keys: both threads insert the same new key (one with `get_or_insert`) and one removes
+/// it (a dirty-only key: the remove's counted miss promotes the one-entry dirty map); `len`
+/// equals the number of keys iterated afterwards.
+#[test]
+fn len_accounting_equal_keys() {
+    check("len_accounting_equal_keys", 5, || {
+        let map = Arc::new(new_map::<u32>());
+
+        let a = {
+            let map = map.clone();
+            thread::spawn(move || {
+                drop(map.get_or_insert(1, 10));
+                remove(&map, 1);
+            })
+        };
+        let b = {
+            let map = map.clone();
+            thread::spawn(move || {
+                insert(&map, 1, 11);
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+
+        let seen = contents(&map);
+        assert_eq!(map.len(), seen.len(), "{seen:?}");
+        assert!(
+            seen.is_empty() || seen == BTreeMap::from([(1, 11)]),
+            "{seen:?}"
+        );
+    });
+}
+
+/// The other operations that change `len`: `compare_and_remove` and `retain` (which promotes,
+/// then removes through the snapshot) race with `insert` and `get_or_insert`.
+#[test]
+fn len_accounting_compare_and_remove_and_retain() {
+    check("len_accounting_compare_and_remove_and_retain", 4, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        promote(&map);
+        map.insert(2, 20); // dirty {1, 2}, amended
+
+        let a = {
+            let map = map.clone();
+            thread::spawn(move || {
+                map.compare_and_remove(&1, &10);
+                insert(&map, 3, 30);
+            })
+        };
+        let b = {
+            let map = map.clone();
+            thread::spawn(move || {
+                map.retain(|key, _| *key != 2);
+                drop(map.get_or_insert(1, 12));
+            })
+        };
+        a.join().unwrap();
+        b.join().unwrap();
+
+        let seen = contents(&map);
+        assert_eq!(map.len(), seen.len(), "{seen:?}");
+        assert!(!seen.contains_key(&2), "{seen:?}");
+        assert_eq!(seen.get(&3), Some(&30));
+        assert!(matches!(seen.get(&1), None | Some(&12)), "{seen:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. The miss filter (golang/go#21032): lookups that skip the lock stay linearizable.
+
+/// The store-buffering shape: each thread inserts a new key, then looks up the other's. If
+/// both lookups answered "absent", each would have to come before the other thread's insert,
+/// which comes before its own lookup: a cycle, so not linearizable. `amended_first` decides
+/// whether the filter exists before the race or is created by one of the inserts.
+fn miss_filter_store_buffering(name: &str, amended_first: bool) {
+    check(name, 4, move || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(0, 0);
+        if !amended_first {
+            promote(&map);
+        }
+        let other = map.clone();
+        let thread = thread::spawn(move || {
+            other.insert(1, 1);
+            other.get(&2).map(|value| *value)
+        });
+        map.insert(2, 2);
+        let seen_here = map.get(&1).map(|value| *value);
+        let seen_there = thread.join().unwrap();
+        assert!(
+            seen_here == Some(1) || seen_there == Some(2),
+            "both lookups missed the other's insert: {seen_here:?} {seen_there:?}"
+        );
+        assert_eq!(map.len(), 3);
+        assert_eq!(contents(&map), BTreeMap::from([(0, 0), (1, 1), (2, 2)]));
+    });
+}
+
+#[test]
+fn miss_filter_store_buffering_while_amended() {
+    miss_filter_store_buffering("miss_filter_store_buffering_while_amended", true);
+}
+
+#[test]
+fn miss_filter_store_buffering_as_the_filter_is_created() {
+    miss_filter_store_buffering(
+        "miss_filter_store_buffering_as_the_filter_is_created",
+        false,
+    );
+}
+
+/// A lookup racing the insert that outgrows the filter (64 dirty-only keys fill the first
+/// one; the 65th publishes one four times larger): it sees the key or not, and once the insert
+/// has returned every lookup sees every key, on both threads.
+#[test]
+fn miss_filter_regrow_vs_lookup() {
+    check_with_branches("miss_filter_regrow_vs_lookup", 3, 20_000, || {
+        let map = Arc::new(new_map::<u32>());
+        for key in 0..64 {
+            map.insert(key, key);
+        }
+        let other = map.clone();
+        let thread = thread::spawn(move || {
+            let racing = other.get(&100).map(|value| *value);
+            assert!(racing.is_none() || racing == Some(100));
+            other.insert(200, 200);
+            other.get(&100).map(|value| *value)
+        });
+        map.insert(100, 100); // the 65th dirty-only key: regrows the filter
+        let seen_here = map.get(&200).map(|value| *value);
+        let seen_there = thread.join().unwrap();
+        assert!(seen_here == Some(200) || seen_there == Some(100));
+        assert_eq!(map.get(&100).map(|value| *value), Some(100));
+        assert_eq!(map.get(&200).map(|value| *value), Some(200));
+        assert_eq!(map.len(), 66);
+    });
+}
