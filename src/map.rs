@@ -338,6 +338,7 @@ where
     /// `BuildHasher::hash_one`: ahash on a nightly compiler specializes `hash_one` for
     /// primitive types, so a `u64` and a key type whose `Hash` writes that `u64` would hash
     /// differently, and `Borrow`-based lookups would miss.
+    #[allow(clippy::manual_hash_one)] // deliberately not `hash_one`: see above
     pub(crate) fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
         let mut hasher = self.hasher.build_hasher();
         key.hash(&mut hasher);
