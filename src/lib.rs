@@ -88,5 +88,6 @@ mod value_ref;
 pub use iter::{Iter, Keys, Pinned, Values};
 pub use map::{DualMap, GetOrInsert, OccupiedError};
 pub use reader::Reader;
+pub use reclaim::RETIRED_PER_EPOCH;
 pub use stats::Stats;
 pub use value_ref::Ref;

@@ -164,8 +164,8 @@ impl<K, V, S> fmt::Debug for Reader<'_, K, V, S> {
 
 #[cfg(test)]
 mod tests {
-    use crate::reclaim::ROTATE_EVERY;
     use crate::DualMap;
+    use crate::RETIRED_PER_EPOCH;
 
     fn map() -> DualMap<u64, String, ahash::RandomState> {
         DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(map.stats().dirty_len, Some(3));
         drop(map.remove(&1)); // takes the entry out of the dirty map and retires the value
         map.insert(1, "replaced".into());
-        for i in 0..3 * ROTATE_EVERY as u64 {
+        for i in 0..3 * RETIRED_PER_EPOCH as u64 {
             map.insert(0, format!("churn {i}")); // rotations: the old epochs could drain
         }
         assert_eq!(value, "dirty"); // still readable: the reader holds it
@@ -217,17 +217,21 @@ mod tests {
         map.get(&0);
         let mut reader = map.reader();
         assert!(reader.contains_key(&0));
-        for i in 0..1_000 {
+        for i in 0..2 * RETIRED_PER_EPOCH {
             map.insert(0, i.to_string());
         }
         assert!(
-            map.stats().retired >= 1_000 - ROTATE_EVERY,
+            map.stats().retired >= RETIRED_PER_EPOCH,
             "{:?}",
             map.stats()
         );
         reader.refresh();
         map.insert(0, "last".into());
-        assert!(map.stats().retired <= ROTATE_EVERY, "{:?}", map.stats());
+        assert!(
+            map.stats().retired <= RETIRED_PER_EPOCH,
+            "{:?}",
+            map.stats()
+        );
         assert_eq!(reader.get(&0).map(String::as_str), Some("last"));
     }
 

@@ -258,10 +258,12 @@ fn removed_dirty_only_key_is_dropped_without_promotion() {
     assert!(m.get(&1_000).is_none() && m.get(&1_001).is_none());
 
     // The values wait as retired values of the current epoch, not as map entries; the next
-    // epoch rotation (64 displaced values, here by overwriting a dirty-only key) frees them.
+    // epoch rotation (RETIRED_PER_EPOCH displaced values, here by overwriting a dirty-only
+    // key) frees them.
     let stats = m.stats();
     assert_eq!((stats.retired, stats.dirty_len), (2, Some(16)));
-    for i in 0..64 {
+    let overwrites = dualmap::RETIRED_PER_EPOCH as u64;
+    for i in 0..overwrites {
         m.insert(
             Counted::new(0, &key_drops),
             Counted::new(10_000 + i, &value_drops),
@@ -276,8 +278,8 @@ fn removed_dirty_only_key_is_dropped_without_promotion() {
     assert_eq!(stats.promotions, 0, "no promotion was needed");
     assert_eq!(stats.len, 16);
     drop(m);
-    assert_eq!(key_drops.load(SeqCst), 2 + 64 + 16);
-    assert_eq!(value_drops.load(SeqCst), 2 + 64 + 16);
+    assert_eq!(key_drops.load(SeqCst) as u64, 2 + overwrites + 16);
+    assert_eq!(value_drops.load(SeqCst) as u64, 2 + overwrites + 16);
 }
 
 #[test]
@@ -301,7 +303,7 @@ fn many_removed_dirty_only_keys_are_all_dropped() {
     );
     assert_eq!(stats.len, 200);
     // Every removed value is either freed or waiting (bounded) for its epoch to end.
-    assert!(stats.retired <= 64, "{stats:?}");
+    assert!(stats.retired <= dualmap::RETIRED_PER_EPOCH, "{stats:?}");
     assert_eq!(value_drops.load(SeqCst) + stats.retired, 100);
 }
 

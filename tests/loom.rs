@@ -14,7 +14,7 @@
 //! `LOOM_MAX_PREEMPTIONS` overrides it for every model.
 #![cfg(dualmap_loom)]
 
-use dualmap::{DualMap, GetOrInsert};
+use dualmap::{DualMap, GetOrInsert, RETIRED_PER_EPOCH};
 use loom::sync::Arc;
 use loom::thread;
 use std::collections::BTreeMap;
@@ -933,27 +933,26 @@ fn reclamation_clear_vs_reader() {
     });
 }
 
-/// Rotation: the epoch of the current snapshot already holds 63 retired values (made in the
-/// single-threaded setup, which costs loom no interleavings), so the writer's overwrite is
-/// the 64th and rotates: it publishes a fresh snapshot around the same table. The writer
+/// Rotation: the epoch of the current snapshot already holds `RETIRED_PER_EPOCH - 1` retired
+/// values (4 - 1 under loom; made in the single-threaded setup, which costs loom no
+/// interleavings), so the writer's overwrite fills it and rotates: it publishes a fresh snapshot around the same table. The writer
 /// then overwrites again (retiring to the rotated epoch) and inserts a new key (a rebuild and
 /// another publication, which releases the rotated snapshot). A reader holding the key
 /// across all that must keep its value alive, and every value is dropped exactly once.
 #[test]
 fn reclamation_rotation_vs_reader() {
-    // The 63 setup overwrites cost about 2,000 branches (with one runnable thread, so no
-    // interleavings).
+    // The setup overwrites cost loom branches but no interleavings (one runnable thread).
     check_with_branches("reclamation_rotation_vs_reader", 3, 10_000, || {
         let tracker = Arc::new(Tracker::default());
         let map = Arc::new(new_map::<Tracked>());
         map.insert(1, tracked(&tracker));
         map.insert(2, tracked(&tracker));
         promote(&map);
-        for _ in 0..63 {
+        for _ in 0..RETIRED_PER_EPOCH - 1 {
             drop(map.insert(2, tracked(&tracker)));
         }
         let stats = map.stats();
-        assert_eq!((stats.retired, stats.rotations), (63, 0));
+        assert_eq!((stats.retired, stats.rotations), (RETIRED_PER_EPOCH - 1, 0));
         let first = tracked(&tracker);
         let second = tracked(&tracker);
         let new_key = tracked(&tracker);
@@ -968,7 +967,7 @@ fn reclamation_rotation_vs_reader() {
         let writer = {
             let (map, tracker) = (map.clone(), tracker.clone());
             thread::spawn(move || {
-                // The 64th retirement: rotates. The displaced value comes back as a `Ref`
+                // The epoch's last retirement: rotates. The displaced value comes back as a `Ref`
                 // that must keep it alive across the rotation.
                 let previous = map.insert(1, first).expect("key 1 was present");
                 hold_and_check(&tracker, &previous);

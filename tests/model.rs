@@ -640,7 +640,7 @@ fn replay() {
 }
 
 /// A few long sequences, long enough for many promotion / rebuild cycles and for epoch
-/// rotations (64 displaced values per epoch) while `Ref`s are held.
+/// rotations (`RETIRED_PER_EPOCH` displaced values per epoch) while `Ref`s are held.
 #[test]
 fn long_sequences() {
     let mut ops = 0;

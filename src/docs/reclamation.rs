@@ -14,21 +14,24 @@
 //! values wait.
 //!
 //! When no promotion happens for a long time (an overwrite-only workload), the map
-//! republishes the same snapshot under a fresh epoch every 64 retired values (a *rotation*,
+//! republishes the same snapshot under a fresh epoch every
+//! [`RETIRED_PER_EPOCH`](crate::RETIRED_PER_EPOCH) (1,024) retired values (a *rotation*,
 //! counted in [`Stats::rotations`](crate::Stats::rotations)), so the garbage stays bounded.
 //!
 //! ```
+//! use dualmap::RETIRED_PER_EPOCH;
+//!
 //! let map = dualmap::DualMap::new();
 //! map.insert(0, 0);
-//! for i in 1..10_000 {
+//! for i in 1..10 * RETIRED_PER_EPOCH {
 //!     map.insert(0, i); // each overwrite retires the previous value
 //! }
-//! assert!(map.stats().retired <= 64); // freed as epochs rotate, with no handle held
+//! assert!(map.stats().retired <= RETIRED_PER_EPOCH); // freed as epochs rotate
 //! let held = map.get(&0).unwrap();
-//! for i in 0..1_000 {
+//! for i in 0..3 * RETIRED_PER_EPOCH {
 //!     map.insert(0, i);
 //! }
-//! assert!(map.stats().retired >= 1_000 - 64); // `held` pins them
+//! assert!(map.stats().retired >= 3 * RETIRED_PER_EPOCH); // `held` pins them
 //! drop(held);
 //! map.insert(0, 0);
 //! ```

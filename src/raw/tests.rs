@@ -15,7 +15,7 @@
 #[path = "../../tests/support/counted.rs"]
 mod counted;
 
-use crate::reclaim::ROTATE_EVERY;
+use crate::RETIRED_PER_EPOCH;
 use crate::{DualMap, GetOrInsert, Stats};
 use counted::Counted;
 
@@ -1063,10 +1063,12 @@ fn retired_values_are_bounded_by_rotation() {
         m.insert(0, i);
     }
     let s = m.stats();
-    assert!(s.retired <= ROTATE_EVERY, "retired {}", s.retired);
-    assert!(s.retired <= 64, "retired {}", s.retired);
+    assert!(s.retired <= RETIRED_PER_EPOCH, "retired {}", s.retired);
     assert!(s.rotations > 0);
-    assert!(s.rotations >= 10_000 / ROTATE_EVERY as u64 / 2, "{s:?}");
+    assert!(
+        s.rotations >= 10_000 / RETIRED_PER_EPOCH as u64 / 2,
+        "{s:?}"
+    );
     // Rotations republish the same table: nothing else changes.
     assert_eq!(
         (
@@ -1085,13 +1087,13 @@ fn retired_values_are_bounded_by_rotation() {
     for i in 1..=1_000 {
         m.insert(1, i);
     }
-    assert!(m.stats().retired <= ROTATE_EVERY);
+    assert!(m.stats().retired <= RETIRED_PER_EPOCH);
     // So are removes and re-inserts.
     for i in 0..1_000 {
         m.remove(&0);
         m.insert(0, i);
     }
-    assert!(m.stats().retired <= ROTATE_EVERY);
+    assert!(m.stats().retired <= RETIRED_PER_EPOCH);
 }
 
 #[test]
@@ -1101,22 +1103,26 @@ fn a_held_ref_pins_retired_values_until_dropped() {
     m.insert(0, Counted::new(0, &drops));
     miss(&m, &9); // promote
     let held = m.get(&0).unwrap();
-    for i in 1..=1_000 {
+    let overwrites = 3 * RETIRED_PER_EPOCH as u64;
+    for i in 1..=overwrites {
         m.insert(0, Counted::new(i, &drops));
     }
     let pinned = m.stats();
-    assert!(pinned.retired >= 1_000, "{pinned:?}");
+    assert!(pinned.retired as u64 >= overwrites, "{pinned:?}");
     assert!(pinned.rotations > 0);
     assert!(drops.load(SeqCst) == 0, "nothing may be freed while pinned");
     assert_eq!(held.id, 0, "the held value is intact");
     drop(held);
-    m.insert(0, Counted::new(1_001, &drops));
+    m.insert(0, Counted::new(overwrites + 1, &drops));
     let after = m.stats();
     assert!(after.retired < pinned.retired, "{after:?}");
-    assert!(after.retired <= ROTATE_EVERY, "{after:?}");
-    assert_eq!(drops.load(SeqCst), 1_001 - after.retired);
+    assert!(after.retired <= RETIRED_PER_EPOCH, "{after:?}");
+    assert_eq!(
+        drops.load(SeqCst) as u64,
+        overwrites + 1 - after.retired as u64
+    );
     drop(m);
-    assert_eq!(drops.load(SeqCst), 1_002);
+    assert_eq!(drops.load(SeqCst) as u64, overwrites + 2);
 }
 
 #[test]
