@@ -7,12 +7,11 @@
 //! store), and the map mutex becomes loom's mutex.
 
 pub(crate) use imp::*;
+pub(crate) use mutex::*;
 
-#[cfg(not(dualmap_loom))]
-mod imp {
-    pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
-    pub(crate) use std::sync::Arc;
-
+/// The map mutex: `parking_lot`'s, which does not poison.
+#[cfg(not(any(dualmap_loom, miri)))]
+mod mutex {
     /// A mutex without poisoning: a panic in user code under the lock leaves the map usable,
     /// because every locked section mutates only after the last call that can panic.
     pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
@@ -29,6 +28,43 @@ mod imp {
             self.0.get_mut()
         }
     }
+}
+
+/// Under loom, loom's mutex. Under Miri, std's: `parking_lot_core` 0.9.12 passes a reference
+/// where the `futex` syscall takes a pointer, which current Miri rejects as undefined
+/// behaviour as soon as a thread parks; std's futex use is modelled by Miri. Both ignore
+/// poisoning, as `parking_lot` does.
+#[cfg(any(dualmap_loom, miri))]
+mod mutex {
+    #[cfg(dualmap_loom)]
+    use loom::sync as std_like;
+    #[cfg(not(dualmap_loom))]
+    use std::sync as std_like;
+
+    pub(crate) struct Mutex<T>(std_like::Mutex<T>);
+    pub(crate) type MutexGuard<'a, T> = std_like::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(std_like::Mutex::new(value))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+    }
+}
+
+#[cfg(not(dualmap_loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::Arc;
 
     /// The published read snapshot.
     pub(crate) struct SnapshotCell<T>(arc_swap::ArcSwap<T>);
@@ -73,25 +109,6 @@ mod imp {
 mod imp {
     pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::Arc;
-
-    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
-    pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
-
-    impl<T> Mutex<T> {
-        pub(crate) fn new(value: T) -> Self {
-            Self(loom::sync::Mutex::new(value))
-        }
-        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-            self.0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        }
-        pub(crate) fn get_mut(&mut self) -> &mut T {
-            self.0
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        }
-    }
 
     pub(crate) struct SnapshotCell<T>(loom::sync::Mutex<Arc<T>>);
     pub(crate) type SnapshotGuard<T> = Arc<T>;
