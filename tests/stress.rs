@@ -15,7 +15,7 @@ use dualmap::{DualMap, GetOrInsert, Ref};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::hash::{Hash, Hasher, RandomState};
+use std::hash::{Hash, Hasher};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU8, AtomicUsize};
@@ -252,13 +252,13 @@ impl fmt::Debug for Val<'_> {
     }
 }
 
-/// std's hasher, not the default ahash: on a nightly compiler (so under Miri) ahash's
-/// specialised `hash_one` hashes `&u64` differently from a key type whose `Hash` writes the same
-/// `u64`, so lookups by `&u64` through `Borrow` would miss (a hasher issue, not a map issue).
-type Map<'t> = DualMap<Key<'t>, Val<'t>, RandomState>;
+/// The default hasher (ahash). Every lookup here goes through `Borrow<u64>`, so on a nightly
+/// compiler (so under Miri) this also checks that the map does not hash keys with ahash's
+/// specialised `hash_one`, which hashes `&u64` differently from `Key` (fixed in c4dc02f).
+type Map<'t> = DualMap<Key<'t>, Val<'t>>;
 
 fn new_map<'t>() -> Map<'t> {
-    DualMap::with_hasher(RandomState::new())
+    DualMap::new()
 }
 type ValRef<'t> = Ref<Key<'t>, Val<'t>>;
 
@@ -962,7 +962,8 @@ fn overwrite_churn_keeps_retired_values_bounded() {
 fn held_ref_pins_retired_values_until_dropped() {
     const WRITERS: usize = size(3, 2);
     const KEYS: usize = size(4, 2);
-    const OPS: usize = size(50_000, 80);
+    // Under Miri, just enough overwrites to fill an epoch, so that it rotates while pinned.
+    const OPS: usize = size(50_000, ROTATE_EVERY / 2 + 40);
     let tracker = Tracker::new(2 * WRITERS * OPS + 1_000);
     {
         let map: Map<'_> = new_map();
@@ -996,6 +997,7 @@ fn held_ref_pins_retired_values_until_dropped() {
             pinned.rotations >= (WRITERS * OPS / ROTATE_EVERY) as u64 / 2,
             "{pinned:?}"
         );
+        assert!(pinned.rotations >= 1, "{pinned:?}");
         assert_eq!(tracker.live_values(), KEYS + pinned.retired);
         assert_eq!(held.check(0), 0, "the held value changed");
 
@@ -1004,6 +1006,10 @@ fn held_ref_pins_retired_values_until_dropped() {
         let released = map.stats();
         let bound = ROTATE_EVERY * (WRITERS + 1) + ROTATE_EVERY;
         assert!(released.retired <= bound, "{released:?}");
+        assert!(
+            released.retired < pinned.retired,
+            "nothing freed: {released:?}"
+        );
         assert_eq!(tracker.live_values(), KEYS + released.retired);
     }
     tracker.assert_all_dropped();
