@@ -364,6 +364,7 @@ where
     /// assert_eq!(*map.get("k").unwrap(), 1); // look up a String key by &str
     /// assert!(map.get("missing").is_none());
     /// ```
+    #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,

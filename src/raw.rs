@@ -11,7 +11,7 @@ use crate::entry::{Displaced, Entry, LoadedOrStored, OwnedValue, Stored, ValueNo
 use crate::filter::{MissFilter, MIN_KEYS};
 use crate::reclaim::Epoch;
 use crate::snapshot::{publish, LiveKeys, Lookup, Publication, Snapshot, Table};
-use crate::sync::{Arc, Mutex, SnapshotCache, SnapshotCell, SnapshotGuard};
+use crate::sync::{Arc, Mutex, SnapshotCell, SnapshotGuard};
 use crate::value_ref::Ref;
 use crate::Stats;
 use hashbrown::HashTable;
@@ -158,6 +158,7 @@ impl<K, V> RawMap<K, V> {
         })
     }
 
+    #[inline(always)]
     pub(crate) fn get<Q>(&self, hash: u64, key: &Q) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,
@@ -175,7 +176,10 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Go's `Load` after the snapshot could not answer: re-check and look in the dirty map
-    /// under the lock, counting a miss.
+    /// under the lock, counting a miss. Out of line and cold, so that the lock-free hit,
+    /// inlined into callers, saves no registers for it.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn get_locked<Q>(&self, hash: u64, key: &Q) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,
@@ -503,9 +507,9 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// A private cache of the published snapshot, for a `Reader`.
-    pub(crate) fn snapshot_cache(&self) -> SnapshotCache<'_, Snapshot<K, V>> {
-        self.read.cache()
+    /// The published snapshot, for a `Reader` to keep.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot<K, V>> {
+        self.read.load_full()
     }
 
     pub(crate) fn len(&self) -> usize {

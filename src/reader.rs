@@ -2,7 +2,7 @@
 
 use crate::entry::value_of;
 use crate::snapshot::{Lookup, Snapshot};
-use crate::sync::SnapshotCache;
+use crate::sync::Arc;
 use crate::value_ref::Ref;
 use crate::DualMap;
 use std::borrow::Borrow;
@@ -51,7 +51,8 @@ use std::marker::PhantomData;
 /// ```
 pub struct Reader<'a, K, V, S = ahash::RandomState> {
     map: &'a DualMap<K, V, S>,
-    snapshot: SnapshotCache<'a, Snapshot<K, V>>,
+    /// The snapshot this reader keeps, replaced once it is no longer current.
+    snapshot: Arc<Snapshot<K, V>>,
     /// The last value found under the lock (a key only the dirty map held), kept so that the
     /// returned `&V` stays valid until the next call.
     locked_hit: Option<Ref<K, V>>,
@@ -62,7 +63,7 @@ impl<'a, K, V, S> Reader<'a, K, V, S> {
     pub(crate) fn new(map: &'a DualMap<K, V, S>) -> Self {
         Self {
             map,
-            snapshot: map.raw().snapshot_cache(),
+            snapshot: map.raw().snapshot(),
             locked_hit: None,
             _one_thread: PhantomData,
         }
@@ -83,7 +84,24 @@ impl<'a, K, V, S> Reader<'a, K, V, S> {
     /// ```
     pub fn refresh(&mut self) {
         self.locked_hit = None;
-        self.snapshot.load();
+        self.current_snapshot();
+    }
+
+    /// The current snapshot: the kept one while it is current.
+    #[inline]
+    fn current_snapshot(&mut self) -> &Snapshot<K, V> {
+        if !self.snapshot.is_current() {
+            self.move_to_current_snapshot();
+        }
+        &self.snapshot
+    }
+
+    /// Out of line and cold, so that a hit, inlined into the caller's loop, saves no
+    /// registers for it.
+    #[cold]
+    #[inline(never)]
+    fn move_to_current_snapshot(&mut self) {
+        self.snapshot = self.map.raw().snapshot();
     }
 }
 
@@ -101,23 +119,34 @@ where
     /// assert_eq!(reader.get("k"), Some(&1));
     /// assert_eq!(reader.get("missing"), None);
     /// ```
+    #[inline]
     pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
-        match self.snapshot.load().lookup(hash, key) {
+        match self.current_snapshot().lookup(hash, key) {
             // SAFETY: the node was loaded after the cached snapshot was, and that snapshot
             // stays pinned while the returned reference borrows `self` (DESIGN.md,
             // "Reclamation").
             Lookup::Present(node) => Some(unsafe { value_of(node) }),
             Lookup::Absent => None,
-            Lookup::AskDirty => {
-                self.locked_hit = self.map.raw().get_locked(hash, key);
-                self.locked_hit.as_deref()
-            }
+            Lookup::AskDirty => self.get_locked(hash, key),
         }
+    }
+
+    /// The rare path of [`get`](Self::get), out of line so that a hit, inlined into the
+    /// caller's loop, saves and restores no registers for it.
+    #[cold]
+    #[inline(never)]
+    fn get_locked<Q>(&mut self, hash: u64, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.locked_hit = self.map.raw().get_locked(hash, key);
+        self.locked_hit.as_deref()
     }
 
     /// A clone of the value of `key`.

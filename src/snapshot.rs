@@ -9,11 +9,11 @@
 use crate::entry::{Entry, ValueNode};
 use crate::filter::MissFilter;
 use crate::reclaim::Epoch;
-use crate::sync::{Arc, AtomicIsize, AtomicUsize, SnapshotCell};
+use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, SnapshotCell};
 use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 /// The table type of both the read snapshot and the dirty map: entries with their hash.
 pub(crate) type Table<K, V> = HashTable<Arc<Entry<K, V>>>;
@@ -64,6 +64,10 @@ pub(crate) struct Snapshot<K, V> {
     pub(crate) filter: Option<Arc<MissFilter>>,
     pub(crate) epoch: Arc<Epoch<V>>,
     pub(crate) live: Arc<LiveKeys>,
+    /// Set just before a newer snapshot is published: lets a [`Reader`](crate::Reader) that
+    /// keeps this snapshot check that it is still current with one load of memory it already
+    /// holds, without touching the snapshot cell.
+    superseded: AtomicBool,
 }
 
 impl<K, V> Snapshot<K, V> {
@@ -74,7 +78,17 @@ impl<K, V> Snapshot<K, V> {
             filter: None,
             epoch: Arc::new(Epoch::new(Arc::new(AtomicUsize::new(0)))),
             live: Arc::new(LiveKeys::default()),
+            superseded: AtomicBool::new(false),
         }
+    }
+
+    /// False once a newer snapshot is being published. Read before a lookup, `true` means
+    /// this snapshot was the published one at that moment: the flag is set *before* the
+    /// replacement is swapped in (SeqCst), so an operation that starts after another one saw
+    /// the newer snapshot sees the flag.
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        !self.superseded.load(SeqCst)
     }
 
     /// Looks `key` up in the snapshot's table.
@@ -148,11 +162,15 @@ pub(crate) fn publish<K, V>(
     cell: &SnapshotCell<Snapshot<K, V>>,
     next: Publication<K, V>,
 ) -> Arc<Snapshot<K, V>> {
-    let epoch = cell.load().epoch.begin_successor();
+    let current = cell.load();
+    current.superseded.store(true, SeqCst);
+    let epoch = current.epoch.begin_successor();
+    drop(current);
     cell.swap(Arc::new(Snapshot {
         table: next.table,
         filter: next.filter,
         epoch,
         live: next.live,
+        superseded: AtomicBool::new(false),
     }))
 }

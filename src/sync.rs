@@ -63,7 +63,7 @@ mod mutex {
 
 #[cfg(not(dualmap_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use std::sync::Arc;
 
     /// The published read snapshot.
@@ -84,19 +84,6 @@ mod imp {
         pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
             self.0.swap(value)
         }
-        pub(crate) fn cache(&self) -> SnapshotCache<'_, T> {
-            SnapshotCache(arc_swap::Cache::new(&self.0))
-        }
-    }
-
-    /// A thread's private copy of the published snapshot: checking that it is still current
-    /// is one relaxed load, and a hit needs no guard at all.
-    pub(crate) struct SnapshotCache<'a, T>(arc_swap::Cache<&'a arc_swap::ArcSwap<T>, Arc<T>>);
-
-    impl<T> SnapshotCache<'_, T> {
-        pub(crate) fn load(&mut self) -> &Arc<T> {
-            self.0.load()
-        }
     }
 
     /// The pointer held by an atomic that this thread owns exclusively.
@@ -107,7 +94,7 @@ mod imp {
 
 #[cfg(dualmap_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::Arc;
 
     pub(crate) struct SnapshotCell<T>(loom::sync::Mutex<Arc<T>>);
@@ -125,27 +112,6 @@ mod imp {
         }
         pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
             std::mem::replace(&mut *self.0.lock().unwrap(), value)
-        }
-        pub(crate) fn cache(&self) -> SnapshotCache<'_, T> {
-            SnapshotCache {
-                cached: self.load(),
-                cell: self,
-            }
-        }
-    }
-
-    pub(crate) struct SnapshotCache<'a, T> {
-        cell: &'a SnapshotCell<T>,
-        cached: Arc<T>,
-    }
-
-    impl<T> SnapshotCache<'_, T> {
-        pub(crate) fn load(&mut self) -> &Arc<T> {
-            let current = self.cell.load();
-            if !Arc::ptr_eq(&current, &self.cached) {
-                self.cached = current;
-            }
-            &self.cached
         }
     }
 

@@ -1026,6 +1026,43 @@ fn reclamation_reader_handle() {
     });
 }
 
+/// A `Reader` keeps its snapshot between calls and checks only the snapshot's own
+/// "superseded" flag. Once another thread has seen a newer snapshot, a lookup that starts
+/// afterwards must not answer from the old one. `clear` is the publication that shows this
+/// without the lock: it orphans the entries rather than emptying them, so the old snapshot
+/// still says key 1 is present. Setting the flag after the swap instead of before fails this
+/// model.
+#[test]
+fn reader_never_answers_from_a_snapshot_older_than_one_seen() {
+    check("reader_never_answers_from_a_snapshot_older_than_one_seen", 3, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 1);
+        promote(&map);
+        let seen = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let mut reader = map.reader(); // keeps the snapshot with key 1
+        assert_eq!(reader.get(&1), Some(&1));
+
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || map.clear())
+        };
+        let observer = {
+            let (map, seen) = (map.clone(), seen.clone());
+            thread::spawn(move || {
+                if get(&map, 1).is_none() {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        };
+        if seen.load(std::sync::atomic::Ordering::SeqCst) {
+            assert_eq!(reader.get(&1), None, "answered from a superseded snapshot");
+        }
+        drop(reader);
+        writer.join().unwrap();
+        observer.join().unwrap();
+    });
+}
+
 /// An iterator item holds a value while a writer overwrites it, inserts a new key (a dirty
 /// rebuild and a new snapshot) and promotes (another one).
 #[test]
