@@ -9,7 +9,9 @@
 //! operation), counting only the instructions inside `measured`, and prints a table of
 //! instructions per operation. `instructions MAP OP` runs one case directly (that is what
 //! callgrind runs). Keys are `u64`; maps hold 1,000 keys (the remove case: one key per
-//! operation); every map uses ahash. The counts include the loop around each operation
+//! operation); every map uses ahash. `iterate` is counted per key visited and `rebuild` (a
+//! dualmap dirty-map cycle: one new key, its removal and a promotion) per key of the map. The
+//! counts include the loop around each operation
 //! (about 10 instructions: the key computation and a check of the result).
 
 use std::collections::HashMap;
@@ -30,6 +32,11 @@ trait Map {
     fn inserts_of_new_keys(&self, ops: u64);
     fn removes(&self, ops: u64);
     fn iterate(&self, passes: u64);
+    /// `cycles` dirty-map rebuilds (counted per key copied); only dualmap has a dirty map.
+    fn rebuilds(&self, cycles: u64) {
+        let _ = cycles;
+        unreachable!("only dualmap rebuilds a dirty map")
+    }
 }
 
 /// The loop shared by every map's lookups: `ops` lookups of `keys`, each checked.
@@ -68,6 +75,17 @@ impl Map for DualMap {
     fn iterate(&self, passes: u64) {
         for _ in 0..passes {
             assert_eq!(self.iter().map(|(k, v)| *k ^ *v).sum::<u64>(), 0);
+        }
+    }
+    /// Go's dirty-map cycle (W1): the first new key after a promotion copies the snapshot's
+    /// entries into a new dirty map; taking the key out again and iterating promotes that
+    /// map, so every cycle rebuilds from the same `KEYS` entries.
+    fn rebuilds(&self, cycles: u64) {
+        for cycle in 0..cycles {
+            let key = KEYS + cycle;
+            assert!(self.insert(key, key).is_none());
+            assert!(self.remove(&key).is_some());
+            drop(self.iter());
         }
     }
 }
@@ -189,18 +207,21 @@ const MAPS: [&str; 5] = [
     "dashmap",
     "frozen-hashmap",
 ];
-const OPERATIONS: [&str; 6] = [
+const OPERATIONS: [&str; 7] = [
     "get_hit",
     "get_miss",
     "overwrite",
     "insert_new",
     "remove",
     "iterate",
+    "rebuild",
 ];
 
-/// Which (map, operation) pairs exist: the reader and the frozen map only read.
+/// Which (map, operation) pairs exist: the reader and the frozen map only read, and only
+/// dualmap has a dirty map to rebuild.
 fn supported(map: &str, operation: &str) -> bool {
     match map {
+        _ if operation == "rebuild" => map == "dualmap",
         "dualmap-reader" => operation.starts_with("get"),
         "frozen-hashmap" => operation.starts_with("get") || operation == "iterate",
         _ => true,
@@ -239,16 +260,17 @@ fn measured(map: &dyn Map, operation: &str) {
         "insert_new" => map.inserts_of_new_keys(OPS),
         "remove" => map.removes(OPS),
         "iterate" => map.iterate(PASSES),
+        "rebuild" => map.rebuilds(OPS / KEYS),
         other => panic!("unknown operation {other}; one of {OPERATIONS:?}"),
     }
 }
 
 /// Operations counted by one run of `operation`.
 fn operations(operation: &str) -> u64 {
-    if operation == "iterate" {
-        PASSES * KEYS
-    } else {
-        OPS
+    match operation {
+        "iterate" => PASSES * KEYS,
+        "rebuild" => OPS / KEYS * KEYS,
+        _ => OPS,
     }
 }
 

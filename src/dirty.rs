@@ -95,17 +95,16 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Builds the dirty map from the read table, expunging its tombstones (Go: `dirtyLocked`).
-    /// O(n), once per promotion cycle; copies `(hash, Arc)` pairs and never hashes a key again.
+    /// O(n), once per promotion cycle: cloning the table copies its buckets as they are (no
+    /// hashing, no probing), which costs less than half of inserting each surviving entry.
     /// Only when the map is not amended, which is exactly when there is no dirty map.
     pub(crate) fn rebuild_from(&mut self, read: &Table<K, V>) {
         debug_assert!(
             self.table.is_none(),
             "a dirty map exists only while amended"
         );
-        let mut table = HashTable::with_capacity(read.len());
-        for entry in read.iter().filter(|entry| !entry.try_expunge_locked()) {
-            insert_unique(&mut table, entry.clone());
-        }
+        let mut table = read.clone();
+        table.retain(|entry| !entry.try_expunge_locked());
         self.table = Some(table);
         self.rebuilds += 1;
     }
