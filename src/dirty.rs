@@ -4,7 +4,6 @@
 use crate::entry::Entry;
 use crate::snapshot::{find, insert_unique, Snapshot, Table};
 use crate::sync::Arc;
-use hashbrown::HashTable;
 use std::borrow::Borrow;
 
 /// Everything the map mutex guards.
@@ -44,7 +43,7 @@ impl<K, V> Dirty<K, V> {
 
     /// Entries in the dirty map, tombstones included (Go's `len(dirty)`).
     pub(crate) fn len(&self) -> usize {
-        self.table.as_ref().map_or(0, HashTable::len)
+        self.table.as_ref().map_or(0, |table| table.len())
     }
 
     /// Looks a key up in the re-loaded snapshot, then in the dirty map.

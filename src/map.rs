@@ -210,8 +210,11 @@ impl<K, V, S> DualMap<K, V, S> {
     }
 
     /// The number of keys present, in O(1) and without locking (Go's `sync.Map` has no
-    /// length). Exact whenever no insert or remove is in flight; while some are, it is a value
-    /// the length had or is about to have.
+    /// length). Exact whenever no insert or remove is in flight. While some are, it can be off
+    /// by at most the number in flight, in either direction: each operation updates the count
+    /// just after its own atomic step, so a concurrent `len` may count one key's insert before
+    /// another key's earlier remove (a value the map never had). `tests/linearizability.rs`
+    /// checks exactly this bound.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();
@@ -386,7 +389,12 @@ where
         Q: Hash + Eq + ?Sized,
         V: Clone,
     {
-        self.get(key).map(|value| V::clone(&value))
+        let value = self.get(key)?;
+        let cloned = V::clone(&value);
+        // Dropping the `Ref` may free retired values: only once the clone is a local, which a
+        // panic there drops (a value being returned would be leaked, rust-lang/rust#47949).
+        drop(value);
+        Some(cloned)
     }
 
     /// True if `key` is present.
@@ -434,7 +442,14 @@ where
     pub fn get_or_insert(&self, key: K, value: V) -> GetOrInsert<K, V> {
         match self.try_insert(key, value) {
             Ok(inserted) => GetOrInsert::Inserted(inserted),
-            Err(occupied) => GetOrInsert::Loaded(occupied.current),
+            Err(OccupiedError {
+                current,
+                not_inserted,
+            }) => {
+                // Before the result is built, so that a panicking `Drop` drops `current` too.
+                drop(not_inserted);
+                GetOrInsert::Loaded(current)
+            }
         }
     }
 
@@ -471,6 +486,9 @@ where
     /// ```
     pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> GetOrInsert<K, V> {
         if let Some(present) = self.get(&key) {
+            // Before the result is built (see `get_or_insert`).
+            drop(key);
+            drop(make);
             return GetOrInsert::Loaded(present);
         }
         self.get_or_insert(key, make())

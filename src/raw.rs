@@ -14,7 +14,6 @@ use crate::snapshot::{publish, LiveKeys, Lookup, Publication, Snapshot, Table};
 use crate::sync::{Arc, Mutex, SnapshotCell, SnapshotGuard};
 use crate::value_ref::Ref;
 use crate::Stats;
-use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::ptr::NonNull;
 
@@ -204,16 +203,25 @@ impl<K, V> RawMap<K, V> {
                     if previous.is_none() {
                         snapshot.live.added();
                     }
+                    // Retired before the guard and the duplicate key are dropped (either can
+                    // run user `Drop`s), so that a panic there leaks nothing.
+                    let previous = previous.map(|previous| self.retire(previous));
                     drop(snapshot);
-                    return previous.map(|previous| self.retire(previous));
+                    drop(key);
+                    return previous;
                 }
                 Stored::Expunged(back) => value = back,
             }
         }
         drop(snapshot);
-        let previous = self.locked(|dirty, garbage| {
+        // Key and value stay out here until the locked lookup (`Eq`) is done, so that if it
+        // panics they are dropped after the mutex is released.
+        let mut offered = Some((key, value));
+        let (previous, duplicate) = self.locked(|dirty, garbage| {
             let snapshot = self.read.load();
-            let previous = match dirty.locate(&snapshot, hash, &key) {
+            let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
+            let (key, value) = offered.take().expect("once");
+            let previous = match located {
                 Located::Read(entry) => {
                     if entry.unexpunge_locked() {
                         dirty.put(entry.clone());
@@ -223,16 +231,18 @@ impl<K, V> RawMap<K, V> {
                 Located::Dirty(entry) => entry.swap_locked(value),
                 Located::Absent => {
                     self.insert_new_locked(dirty, garbage, &snapshot, key, hash, value);
-                    return None;
+                    return (None, None);
                 }
             };
-            garbage.key = Some(key);
             if previous.is_none() {
                 snapshot.live.added();
             }
-            previous
+            (previous, Some(key))
         });
-        previous.map(|previous| self.retire(previous))
+        // The duplicate key is dropped only once the displaced value is retired.
+        let previous = previous.map(|previous| self.retire(previous));
+        drop(duplicate);
+        previous
     }
 
     /// Adds a key that neither map holds, recording it in the miss filter first. Returns the
@@ -312,22 +322,31 @@ impl<K, V> RawMap<K, V> {
     {
         let snapshot = self.read.load();
         let value = match snapshot.find(hash, &key) {
+            // The duplicate key is dropped once the result is a local: a value being returned
+            // is leaked, not dropped, when a later `Drop` panics (rust-lang/rust#47949).
             Some(entry) => match entry.try_load_or_store(value) {
                 LoadedOrStored::Loaded(node, value) => {
-                    return Err((Self::ref_to(snapshot, None, node), value))
+                    let occupied = (Self::ref_to(snapshot, None, node), value);
+                    drop(key);
+                    return Err(occupied);
                 }
                 LoadedOrStored::Stored(node) => {
                     snapshot.live.added();
-                    return Ok(Self::ref_to(snapshot, None, node));
+                    let stored = Self::ref_to(snapshot, None, node);
+                    drop(key);
+                    return Ok(stored);
                 }
                 LoadedOrStored::Expunged(value) => value,
             },
             None => value,
         };
         drop(snapshot);
+        // As in `insert`: dropped after unlocking if the locked lookup panics.
+        let mut offered = Some((key, value));
         self.locked(|dirty, garbage| {
             let snapshot = self.read.load();
-            let located = dirty.locate(&snapshot, hash, &key);
+            let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
+            let (key, value) = offered.take().expect("once");
             if Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot) {
                 self.miss(dirty, garbage);
             }
@@ -378,8 +397,11 @@ impl<K, V> RawMap<K, V> {
             Some(entry) => {
                 let removed = entry.delete_if(reject)?;
                 snapshot.live.removed();
+                // Retired before the guard is dropped: dropping it may free retired values
+                // (if the snapshot was replaced meanwhile), whose `Drop` may panic.
+                let removed = self.retire(removed);
                 drop(snapshot);
-                return Some(self.retire(removed));
+                return Some(removed);
             }
             None if !snapshot.may_be_dirty(hash) => return None,
             None => {
@@ -387,10 +409,16 @@ impl<K, V> RawMap<K, V> {
                 self.locate_locked(hash, key, MissRule::EveryDirtyLookup, take_dirty_only)
             }
         };
-        let removed = entry?.delete_if(reject)?;
+        let entry = entry?;
+        let removed = entry.delete_if(reject)?;
         snapshot.live.removed();
+        // Retired before the guard (the last holder of the snapshot a promotion just
+        // replaced) and the entry (the last reference to one taken out of the dirty map: its
+        // key is dropped) are dropped, since both run user `Drop`s.
+        let removed = self.retire(removed);
         drop(snapshot);
-        Some(self.retire(removed))
+        drop(entry);
+        Some(removed)
     }
 
     /// Go's `LoadAndDelete`.
@@ -427,26 +455,34 @@ impl<K, V> RawMap<K, V> {
         V: PartialEq,
     {
         let snapshot = self.read.load();
+        // The guard is dropped only once the outcome is a local (see `remove_if`, and
+        // `get_or_insert` for why not a return value either).
         let (snapshot, entry) = match snapshot.find(hash, key) {
             Some(entry) => {
-                let displaced = entry.compare_and_swap(expected, new)?;
+                let outcome = entry
+                    .compare_and_swap(expected, new)
+                    .map(|displaced| self.retire(displaced));
                 drop(snapshot);
-                self.retire(displaced);
-                return Ok(());
+                return outcome.map(drop);
             }
-            None if !snapshot.may_be_dirty(hash) => return Err(new),
+            None if !snapshot.may_be_dirty(hash) => {
+                drop(snapshot);
+                return Err(new);
+            }
             None => {
                 drop(snapshot);
                 self.locate_locked(hash, key, MissRule::FoundInDirty, false)
             }
         };
-        let Some(entry) = entry else {
-            return Err(new);
+        let outcome = match &entry {
+            Some(entry) => entry
+                .compare_and_swap(expected, new)
+                .map(|displaced| self.retire(displaced)),
+            None => Err(new),
         };
-        let displaced = entry.compare_and_swap(expected, new)?;
         drop(snapshot);
-        self.retire(displaced);
-        Ok(())
+        drop(entry);
+        outcome.map(drop)
     }
 
     /// The snapshot to iterate: promotes an amended map first (Go's `Range`), so that the
@@ -489,7 +525,7 @@ impl<K, V> RawMap<K, V> {
             garbage.snapshot = Some(publish(
                 &self.read,
                 Publication {
-                    table: Arc::new(HashTable::new()),
+                    table: Arc::new(Table::with_capacity(0)),
                     filter: None,
                     live: Arc::new(LiveKeys::default()),
                 },
@@ -523,7 +559,7 @@ impl<K, V> RawMap<K, V> {
                 len: snapshot.live.get(),
                 snapshot_len: snapshot.table.len(),
                 amended: snapshot.amended(),
-                dirty_len: dirty.table.as_ref().map(Table::len),
+                dirty_len: dirty.table.as_ref().map(|table| table.len()),
                 misses: dirty.misses,
                 promotions: dirty.promotions,
                 dirty_rebuilds: dirty.rebuilds,

@@ -98,9 +98,14 @@ impl<'a, K, V, S> Reader<'a, K, V, S> {
 
     /// Out of line and cold, so that a hit, inlined into the caller's loop, saves no
     /// registers for it.
+    ///
+    /// The value kept from the last locked lookup is let go here too: it pins a snapshot no
+    /// older than the kept one, so while the kept one is current it pins nothing more, and
+    /// once it is superseded both go.
     #[cold]
     #[inline(never)]
     fn move_to_current_snapshot(&mut self) {
+        self.locked_hit = None;
         self.snapshot = self.map.raw().snapshot();
     }
 }

@@ -20,9 +20,11 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// How many displaced values one reclamation epoch collects before the map publishes a fresh
 /// snapshot (a *rotation*) so that they can be freed. This bounds the garbage of an
-/// overwrite-heavy map: with no long-lived handles, at most about this many displaced values,
-/// plus one per thread in the middle of a write, wait to be freed
-/// ([`Stats::retired`](crate::Stats::retired)).
+/// overwrite-heavy map ([`Stats::retired`](crate::Stats::retired)): with no operation in
+/// flight and no handle held, fewer than this many displaced values wait to be freed; while
+/// operations run, each one pins what other threads retire during it (a thread preempted in
+/// the middle of an operation pins for as long as it is off the CPU). DESIGN.md, "Bounded
+/// garbage", states the bound.
 ///
 /// Why 1,024: a rotation swaps the snapshot through `arc_swap`, whose cost grows with the
 /// number of threads that ever used it; amortised over 1,024 writes it no longer shows in
@@ -142,11 +144,13 @@ impl<V> Drop for Epoch<V> {
         // Drop the chain of successors iteratively: a thread that pinned a very old snapshot
         // may release thousands of epochs at once.
         let mut next = self.successor.get_mut().take();
-        while let Some(epoch) = next {
-            next = match Arc::try_unwrap(epoch) {
-                Ok(mut epoch) => epoch.successor.get_mut().take(),
-                Err(_still_shared) => None,
-            };
+        while let Some(epoch) = next.take() {
+            if let Ok(mut epoch) = Arc::try_unwrap(epoch) {
+                // Taken into `next` before `epoch` is dropped: if one of its values panics,
+                // `next` is dropped while unwinding and frees the rest of the chain. (As the
+                // value of a `match` arm it would leak: rust-lang/rust#47949.)
+                next = epoch.successor.get_mut().take();
+            }
         }
     }
 }

@@ -12,11 +12,46 @@ use crate::reclaim::Epoch;
 use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, SnapshotCell};
 use hashbrown::HashTable;
 use std::borrow::Borrow;
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 /// The table type of both the read snapshot and the dirty map: entries with their hash.
-pub(crate) type Table<K, V> = HashTable<Arc<Entry<K, V>>>;
+pub(crate) struct Table<K, V>(HashTable<Arc<Entry<K, V>>>);
+
+impl<K, V> Table<K, V> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self(HashTable::with_capacity(capacity))
+    }
+}
+
+impl<K, V> Clone for Table<K, V> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K, V> Deref for Table<K, V> {
+    type Target = HashTable<Arc<Entry<K, V>>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<K, V> DerefMut for Table<K, V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<K, V> Drop for Table<K, V> {
+    /// `HashTable`'s own drop stops at the first entry whose drop panics (a key's or value's
+    /// `Drop`) and leaks the rest with the allocation; a drain's drop carries on with the
+    /// remaining entries while that panic unwinds, so every entry is dropped once.
+    fn drop(&mut self) {
+        self.0.drain().for_each(drop);
+    }
+}
 
 /// Finds the entry of `key` in `table`.
 pub(crate) fn find<'t, K, V, Q>(
@@ -74,7 +109,7 @@ impl<K, V> Snapshot<K, V> {
     /// The first snapshot of a map.
     pub(crate) fn initial(capacity: usize) -> Self {
         Self {
-            table: Arc::new(HashTable::with_capacity(capacity)),
+            table: Arc::new(Table::with_capacity(capacity)),
             filter: None,
             epoch: Arc::new(Epoch::new(Arc::new(AtomicUsize::new(0)))),
             live: Arc::new(LiveKeys::default()),

@@ -63,7 +63,9 @@ mod mutex {
 
 #[cfg(not(dualmap_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize,
+    };
     pub(crate) use std::sync::Arc;
 
     /// The published read snapshot.
@@ -94,7 +96,9 @@ mod imp {
 
 #[cfg(dualmap_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize,
+    };
     pub(crate) use loom::sync::Arc;
 
     pub(crate) struct SnapshotCell<T>(loom::sync::Mutex<Arc<T>>);
