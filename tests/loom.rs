@@ -1034,33 +1034,37 @@ fn reclamation_reader_handle() {
 /// model.
 #[test]
 fn reader_never_answers_from_a_snapshot_older_than_one_seen() {
-    check("reader_never_answers_from_a_snapshot_older_than_one_seen", 3, || {
-        let map = Arc::new(new_map::<u32>());
-        map.insert(1, 1);
-        promote(&map);
-        let seen = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-        let mut reader = map.reader(); // keeps the snapshot with key 1
-        assert_eq!(reader.get(&1), Some(&1));
+    check(
+        "reader_never_answers_from_a_snapshot_older_than_one_seen",
+        3,
+        || {
+            let map = Arc::new(new_map::<u32>());
+            map.insert(1, 1);
+            promote(&map);
+            let seen = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+            let mut reader = map.reader(); // keeps the snapshot with key 1
+            assert_eq!(reader.get(&1), Some(&1));
 
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || map.clear())
-        };
-        let observer = {
-            let (map, seen) = (map.clone(), seen.clone());
-            thread::spawn(move || {
-                if get(&map, 1).is_none() {
-                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            })
-        };
-        if seen.load(std::sync::atomic::Ordering::SeqCst) {
-            assert_eq!(reader.get(&1), None, "answered from a superseded snapshot");
-        }
-        drop(reader);
-        writer.join().unwrap();
-        observer.join().unwrap();
-    });
+            let writer = {
+                let map = map.clone();
+                thread::spawn(move || map.clear())
+            };
+            let observer = {
+                let (map, seen) = (map.clone(), seen.clone());
+                thread::spawn(move || {
+                    if get(&map, 1).is_none() {
+                        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                })
+            };
+            if seen.load(std::sync::atomic::Ordering::SeqCst) {
+                assert_eq!(reader.get(&1), None, "answered from a superseded snapshot");
+            }
+            drop(reader);
+            writer.join().unwrap();
+            observer.join().unwrap();
+        },
+    );
 }
 
 /// An iterator item holds a value while a writer overwrites it, inserts a new key (a dirty
