@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 /// overwrite-heavy map ([`Stats::retired`](crate::Stats::retired)): with no operation in
 /// flight and no handle held, fewer than this many displaced values wait to be freed; while
 /// operations run, each one pins what other threads retire during it (a thread preempted in
-/// the middle of an operation pins for as long as it is off the CPU). DESIGN.md, "Bounded
+/// the middle of an operation pins for as long as it is off the CPU). DESIGN.md, "How much
 /// garbage", states the bound.
 ///
 /// Why 1,024: a rotation swaps the snapshot through `arc_swap`, whose cost grows with the
