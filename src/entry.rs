@@ -4,7 +4,7 @@
 //! The slot holds one of three things:
 //! - a pointer to a [`ValueNode`]: the key is present with that value;
 //! - `NIL` (null): the key is deleted; the dirty map, if it exists, holds this same entry;
-//! - `EXPUNGED` (the address of a private static): deleted and absent from the dirty map.
+//! - `EXPUNGED` (address 1, never a node's): deleted and absent from the dirty map.
 //!
 //! Every lock-free transition is a single atomic operation on the slot. `EXPUNGED` is entered
 //! and left only under the map mutex (see the `*_locked` methods); every lock-free method
@@ -79,8 +79,9 @@ pub(crate) struct Displaced<V>(pub(crate) NonNull<ValueNode<V>>);
 /// The address that marks a slot as expunged. It is never dereferenced and can never equal a
 /// heap allocation.
 fn expunged<V>() -> *mut ValueNode<V> {
-    static EXPUNGED_MARK: u8 = 0;
-    ptr::addr_of!(EXPUNGED_MARK) as *mut ValueNode<V>
+    // Address 1: never a node (nodes are aligned to at least 8), and next to null, so that
+    // "is there a value" is one unsigned compare on the read path.
+    ptr::without_provenance_mut(1)
 }
 
 /// What a slot holds, decoded.
