@@ -29,7 +29,8 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 /// Why 1,024: a rotation swaps the snapshot through `arc_swap`, whose cost grows with the
 /// number of threads that ever used it; amortised over 1,024 writes it no longer shows in
 /// the cost of a write (measured with 64 parked threads: 1.02x the cost with 1; with 64 per
-/// epoch it was 1.13-1.18x). Under the loom models it is 4, to keep them small.
+/// epoch it was 1.13-1.18x). Under the loom models it is 4 and under Miri 32, so that their
+/// small runs reach rotations.
 ///
 /// ```
 /// let map = dualmap::DualMap::new();
@@ -38,7 +39,13 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 /// }
 /// assert!(map.stats().retired <= dualmap::RETIRED_PER_EPOCH);
 /// ```
-pub const RETIRED_PER_EPOCH: usize = if cfg!(dualmap_loom) { 4 } else { 1024 };
+pub const RETIRED_PER_EPOCH: usize = if cfg!(dualmap_loom) {
+    4
+} else if cfg!(miri) {
+    32
+} else {
+    1024
+};
 
 /// One reclamation epoch, owned by one published snapshot and by its predecessor epoch.
 pub(crate) struct Epoch<V> {

@@ -1141,10 +1141,6 @@ fn a_panicking_drop_freed_after_the_result_is_made_leaks_nothing() {
 // Rotation and chains of epochs.
 
 #[test]
-#[cfg_attr(
-    miri,
-    ignore = "1,024 inserts take half a minute under Miri; the other chain tests free the same way"
-)]
 fn a_panicking_drop_of_an_epoch_filled_by_a_rotating_insert_frees_the_rest() {
     start();
     let (map, mut model, _) = setup(&[1], &[]);

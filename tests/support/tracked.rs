@@ -213,7 +213,7 @@ pub struct Key<'t> {
 
 impl<'t> Key<'t> {
     pub fn new(tracker: &'t Tracker, k: u64) -> Self {
-        tracker.live_keys.fetch_add(1, Relaxed);
+        tracker.live_keys.fetch_add(1, SeqCst); // see `Val::new`
         Self {
             k,
             tag: tracker.create(),
@@ -223,7 +223,7 @@ impl<'t> Key<'t> {
 
 impl Drop for Key<'_> {
     fn drop(&mut self) {
-        self.tag.tracker.live_keys.fetch_sub(1, Relaxed);
+        self.tag.tracker.live_keys.fetch_sub(1, SeqCst); // see `Val::new`
     }
 }
 
@@ -272,7 +272,11 @@ pub struct Val<'t> {
 
 impl<'t> Val<'t> {
     pub fn new(tracker: &'t Tracker, key: u64, ver: u64) -> Self {
-        tracker.live_values.fetch_add(1, Relaxed);
+        // SeqCst (a release) on both counters: a thread that reads a count sees, through it,
+        // everything the creating or dropping thread did before, such as the map counting a
+        // value off `Stats::retired` just before freeing it. With `Relaxed` a monitor could see
+        // a value gone yet still read the older `retired` (Miri's weak-memory emulation does).
+        tracker.live_values.fetch_add(1, SeqCst);
         let tag = tracker.create();
         Self {
             key,
@@ -305,9 +309,9 @@ impl Drop for Val<'_> {
             canary(self.key, self.ver, &self.tag),
             "dropping a corrupt value: {self:?}"
         );
-        self.tag.tracker.live_values.fetch_sub(1, Relaxed);
-        // SAFETY: a valid, aligned pointer to our own field. Volatile so that the poisoning is
-        // not optimised away although the memory is freed right after.
+        self.tag.tracker.live_values.fetch_sub(1, SeqCst); // see `Val::new`
+                                                           // SAFETY: a valid, aligned pointer to our own field. Volatile so that the poisoning is
+                                                           // not optimised away although the memory is freed right after.
         unsafe { std::ptr::write_volatile(&mut self.canary, 0) };
     }
 }
