@@ -126,7 +126,11 @@
 // Under the broken cfg the tests that expect a correct map, and what only they use, are out.
 #![cfg_attr(dualmap_broken_remove, allow(dead_code, unused_imports))]
 
+#[path = "support/splitmix.rs"]
+mod splitmix;
+
 use dualmap::{DualMap, GetOrInsert};
+use splitmix::SplitMix64;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::{self, Debug, Write as _};
 use std::hash::Hash;
@@ -583,31 +587,6 @@ impl Subject for CheckThenActRemove {
 // Workloads.
 // =============================================================================================
 
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-    fn range(&mut self, range: std::ops::RangeInclusive<usize>) -> usize {
-        range.start() + self.below((range.end() - range.start() + 1) as u64) as usize
-    }
-}
-
 /// The expected value of a planned compare-and-swap or compare-and-remove.
 #[derive(Clone, Copy, Debug)]
 enum Expected {
@@ -717,7 +696,7 @@ impl Workload {
         }
     }
 
-    fn kind(&self, rng: &mut Rng, clear_and_retain: bool) -> Kind {
+    fn kind(&self, rng: &mut SplitMix64, clear_and_retain: bool) -> Kind {
         loop {
             let total: u64 = self.mix.iter().map(|(_, w)| w).sum();
             let mut roll = rng.below(total);
@@ -780,7 +759,7 @@ fn prepare<M: Subject>(
     seed: u64,
     workload: &Workload,
 ) -> Result<(M, Scenario, BTreeMap<Key, Val>), Violation> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     let hasher = ahash::RandomState::with_seeds(rng.next(), rng.next(), rng.next(), rng.next());
     let owned = Map::with_hasher(hasher);
     let map = &owned;
@@ -1149,7 +1128,7 @@ fn run_history<M: Subject>(
             .map(|(thread, plan)| {
                 let (subject, clock, arrived) = (&subject, &clock, &arrived);
                 let mut jitter =
-                    Rng(seed ^ (thread as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+                    SplitMix64(seed ^ (thread as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
                 let max_spin = scenario.jitter;
                 let (lockstep, rounds) = (scenario.lockstep, scenario.rounds());
                 scope.spawn(move || {
@@ -1262,7 +1241,7 @@ fn run_history<M: Subject>(
 
 /// A per-history seed from a base seed and an index.
 fn history_seed(base: u64, index: u64) -> u64 {
-    Rng(base ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)).next()
+    SplitMix64(base ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03)).next()
 }
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -19,11 +19,14 @@
 
 #[path = "support/model_ops.rs"]
 mod model_ops;
+#[path = "support/splitmix.rs"]
+mod splitmix;
 
 use model_ops::{
     apply, check_held, check_shape, finish, new_map, reset_registry, Fail, Held, Model, Op, VALUES,
 };
 use quickcheck::QuickCheck;
+use splitmix::SplitMix64;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -37,21 +40,13 @@ const DEFAULT_CASES: u64 = 2_000;
 // ---------------------------------------------------------------------------------------------
 // Operations.
 
-struct SplitMix64(u64);
+/// The model test's draws from the shared generator.
+trait Draw {
+    fn key(&mut self) -> u8;
+    fn value(&mut self) -> u8;
+}
 
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
+impl Draw for SplitMix64 {
     fn key(&mut self) -> u8 {
         self.below(KEYS) as u8
     }
