@@ -2,7 +2,8 @@
 //! "Amended" is not stored apart: a snapshot is amended exactly when it carries a miss filter
 //! of the keys only the dirty map holds.
 //!
-//! A snapshot is immutable once published; only the map mutex's holder publishes a new one.
+//! A snapshot is immutable once published, but for its `superseded` flag (set, under the map
+//! mutex, just before a newer one replaces it); only the mutex holder publishes a new one.
 //! Each snapshot also carries its reclamation epoch and the live-key counter of its
 //! generation (a generation lasts from one `clear` to the next).
 
