@@ -1,325 +1,955 @@
-//! Instructions per operation, counted by valgrind's callgrind: stable single-thread costs
-//! that timings on a shared machine cannot give. Runs with no arguments:
+//! A cost model of every map: instructions and cache lines per operation, counted by
+//! valgrind's callgrind. Timings on a shared machine vary from run to run; these counts do
+//! not, so they show what an operation costs on one thread, and why. Needs valgrind:
 //!
 //! ```text
-//! cargo run --release --example instructions
+//! cargo run --release --example instructions                      # 1,000 and 1,000,000 keys
+//! cargo run --release --example instructions -- --sizes 1000,50000
+//! cargo run --release --example instructions -- --quick           # a check that all cases run
+//! cargo run --release --example instructions -- --csv cost.csv    # also write the numbers as CSV
 //! ```
 //!
-//! With no arguments it re-runs itself under `valgrind --tool=callgrind` once per (map,
-//! operation), counting only the instructions inside `measured`, and prints a table of
-//! instructions per operation. `instructions MAP OP` runs one case directly (that is what
-//! callgrind runs). Keys are `u64`; maps hold 1,000 keys (the remove case: one key per
-//! operation); every map uses ahash. `iterate` is counted per key visited and `rebuild` (a
-//! dualmap dirty-map cycle: one new key, its removal and a promotion) per key of the map. The
-//! counts include the loop around each operation
-//! (about 10 instructions: the key computation and a check of the result).
+//! Flags: `--sizes N,...` the map sizes (default 1000,1000000); `--quick` sizes 1000 and
+//! 10000 with 2,000 operations per case instead of 100,000 (for CI: it checks only that every
+//! case runs); `--csv PATH` also writes `map,operation,keys,ops,instructions,lines` rows, the
+//! costs per operation of the table (`ops`: how many operations were counted).
+//!
+//! The program re-runs itself under `valgrind --tool=callgrind --cache-sim=yes` once per
+//! (map, size), as many at a time as the machine has cores. That run builds the map once
+//! (most of its time: a 1,000,000-key map takes far longer to build under valgrind than any
+//! operation takes) and then runs every operation the map supports, one after another, each
+//! in its own call of `measured`. Callgrind zeroes its counters as that call begins
+//! (`--zero-before`) and writes them out as it returns (`--dump-after`), so its Nth dump holds
+//! the Nth operation alone; what runs between the calls (the setup, and putting the map back
+//! as the next operation expects it) is in no dump. `instructions MAP KEYS [OPS]` runs one
+//! map's operations directly; that is what callgrind runs.
+//!
+//! Each cell of the table is `instructions / lines` per operation:
+//!
+//! * instructions: instructions executed (callgrind's `Ir`).
+//! * lines: L1 data read misses (`D1mr`) in callgrind's cache model with a fixed geometry
+//!   (32 KiB 8-way L1 caches, an 8 MiB 16-way last-level cache, 64-byte lines), so the
+//!   numbers do not depend on the host. On a map far larger than the cache, such as the
+//!   1,000,000-key maps, this is a deterministic proxy for the cache lines an operation must
+//!   fetch from memory one after another (the table's slot, then what it points to), which
+//!   dominate its time there. On a 1,000-key map it shows how much of the map the 32 KiB L1
+//!   cache holds: near 0 for a `HashMap` of `u64`s, not for maps with an allocation per key.
+//!
+//! Keys are `u64` and values equal their keys; every map uses ahash, with fixed seeds, so two
+//! runs of the same build print the same numbers. Maps hold `KEYS` keys (`--sizes`);
+//! dualmap's are settled (every key promoted to the lock-free snapshot), the steady state of
+//! a read-mostly map. Lookups, overwrites and removes visit the keys in a
+//! scattered order (a stride of about 0.618 × `KEYS`), so that entries allocated one after
+//! another, which sit next to each other in memory, do not share cache lines between
+//! consecutive operations.
+//!
+//! One run measures all the operations of its map, in the order of `Operation::ORDER`, so
+//! that each finds the map as if it had been built for that operation alone: holding the
+//! keys `0..KEYS`, each with itself as its value (`overwrite` stores each key's own value
+//! again), with nothing left over from an earlier operation for it to pay for (`Map::settle`
+//! frees or finishes that, uncounted). The reads come first, as they change nothing; then
+//! `rebuild`, which copies the snapshot's table as it is; then `remove`, whose keys are put
+//! back, uncounted, after it; then `overwrite`; and `insert_new` last, as it grows the map.
+//! Removes and overwrites leave the values they meet at new addresses, away from their
+//! entries, so `remove` comes before `overwrite` (at 1,000 keys both meet every key) and
+//! takes keys that `overwrite` does not (`each_removed_key`) where the map has enough.
+//!
+//! The simulated caches are not flushed between operations: an operation finds in them what
+//! the one before it left, where a run of its own would find what building the map left.
+//! `lines` counts misses of the L1 cache, which holds 512 lines, so this shows only in short
+//! runs (`remove` at 1,000 keys: 1,000 operations), by about 0.1 line per operation at most;
+//! flushing the caches (reading a large buffer first) made such runs dearer than either, by
+//! up to 0.45 line per operation. The operations, each checked so that the compiler cannot
+//! drop it:
+//!
+//! * `get_hit`, `get_miss` (keys `KEYS..2 × KEYS`), `overwrite` (an existing key),
+//!   `insert_new` (distinct keys never in the map; includes the map's growth and, for
+//!   dualmap, the dirty-map rebuild of its first new key, amortized over the operations, so
+//!   this cell depends on how many operations there are per key), `remove` (distinct
+//!   existing keys, so at most `KEYS` operations);
+//! * `iterate`: per key visited, over whole passes of the map;
+//! * `rebuild` (dualmap only): one dirty-map cycle (a new key, its removal and a promotion),
+//!   per key of the map copied.
+//!
+//! The first five include the loop around the operation: the key's computation, a
+//! `black_box` and the loop's counter. The `loop` line of the table is that loop alone
+//! (8 instructions and no lines); subtract it for the cost of the operation itself.
+//!
+//! Maps: dualmap (and dualmap read through a `Reader`, reads only), dashmap, a
+//! `parking_lot::RwLock` and a `std::sync::Mutex` around a `HashMap`, papaya (pinned per
+//! operation, as a user would), scc, and a `HashMap` nobody writes (reads and `iterate`
+//! only), the floor for reads.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::hint::black_box;
-use std::process::Command;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::{exit, Command};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
-const KEYS: u64 = 1_000;
+/// Operations per case (remove: at most one per key of the map).
 const OPS: u64 = 100_000;
-/// Iterations over the whole map for the `iterate` case (counted per key visited).
-const PASSES: u64 = 100;
+const SIZES: [u64; 2] = [1_000, 1_000_000];
+const QUICK_OPS: u64 = 2_000;
+const QUICK_SIZES: [u64; 2] = [1_000, 10_000];
+/// The cache model: size, associativity and line size of each cache, fixed so that the line
+/// counts do not depend on the host.
+const CACHES: [&str; 3] = ["--I1=32768,8,64", "--D1=32768,8,64", "--LL=8388608,16,64"];
 type Hasher = ahash::RandomState;
+/// Every map's hasher: ahash with fixed seeds, so that every run puts the keys in the same
+/// buckets and counts the same probes (`RandomState::new` seeds from the OS, and the counts
+/// then vary by a few percent from run to run).
+const HASHER: Hasher = Hasher::with_seeds(1, 2, 3, 4);
 
-/// One map under test. Each method runs `ops` operations in a loop compiled for that map.
+/// One map under test, as its users call it. Each method does one operation; the loops
+/// around them are shared (`operate`), so every map pays for the same loop. The impls of the
+/// per-operation methods, and the getters' closures, are `#[inline(always)]`: inlined into
+/// the loop, as into a user's code, they add no call that a user's build would not make.
+///
+/// Every method but `settle` defaults to a panic: `supported` keeps each map to the
+/// operations it has.
 trait Map {
-    fn get_hits(&self, ops: u64);
-    fn get_misses(&self, ops: u64);
-    fn overwrites(&self, ops: u64);
-    fn inserts_of_new_keys(&self, ops: u64);
-    fn removes(&self, ops: u64);
-    fn iterate(&self, passes: u64);
-    /// `cycles` dirty-map rebuilds (counted per key copied); only dualmap has a dirty map.
-    fn rebuilds(&self, cycles: u64) {
-        let _ = cycles;
-        unreachable!("only dualmap rebuilds a dirty map")
+    /// The map's get, as a closure: dualmap's `Reader` gets through `&mut` and keeps its
+    /// snapshot between gets, so the closure owns one, a local of the loop as in a user's
+    /// code; every other map gets through `&self`.
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        |_| unsupported()
     }
+    /// Inserts or overwrites; returns the previous value.
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        let _ = (key, value);
+        unsupported()
+    }
+    /// Inserts a key that is not in the map; false if it was there.
+    #[inline(always)]
+    fn insert_new(&self, key: u64) -> bool {
+        self.insert(key, key).is_none()
+    }
+    /// Removes `key`; returns its value.
+    fn remove(&self, key: u64) -> Option<u64> {
+        let _ = key;
+        unsupported()
+    }
+    /// Calls `visit` with every key and value.
+    fn for_each(&self, visit: impl FnMut(u64, u64)) {
+        let _ = visit;
+        unsupported()
+    }
+    /// One dirty-map cycle with `new_key`, a key not in the map (only dualmap has a dirty map).
+    fn rebuild(&self, new_key: u64) {
+        let _ = new_key;
+        unsupported()
+    }
+    /// Brings the map, uncounted, to the state every operation starts from: settled, with
+    /// nothing left pending by an earlier operation that the next one would pay for. Only
+    /// dualmap and papaya have such state.
+    fn settle(&self) {}
 }
 
-/// The loop shared by every map's lookups: `ops` lookups of `keys`, each checked.
-#[inline(always)]
-fn lookups(ops: u64, first_key: u64, expect: bool, mut lookup: impl FnMut(u64) -> bool) {
-    for i in 0..ops {
-        assert_eq!(lookup(black_box(first_key + i % KEYS)), expect);
-    }
+fn unsupported() -> ! {
+    unreachable!("`supported` rules this operation out for this map")
 }
 
-#[inline(always)]
-fn writes(ops: u64, first_key: u64, mut write: impl FnMut(u64)) {
-    for i in 0..ops {
-        write(black_box(first_key + i % (ops.max(KEYS))));
-    }
-}
-
-type DualMap = dualmap::DualMap<u64, u64>;
+type DualMap = dualmap::DualMap<u64, u64, Hasher>;
 
 impl Map for DualMap {
-    fn get_hits(&self, ops: u64) {
-        lookups(ops, 0, true, |k| self.get(&k).is_some_and(|v| *v == k));
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        #[inline(always)]
+        |key| self.get(&key).map(|value| *value)
     }
-    fn get_misses(&self, ops: u64) {
-        lookups(ops, KEYS, false, |k| self.get(&k).is_some());
+    #[inline(always)]
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        DualMap::insert(self, key, value).map(|previous| *previous)
     }
-    fn overwrites(&self, ops: u64) {
-        writes(ops, 0, |k| drop(self.insert(k % KEYS, k)));
+    #[inline(always)]
+    fn remove(&self, key: u64) -> Option<u64> {
+        DualMap::remove(self, &key).map(|value| *value)
     }
-    fn inserts_of_new_keys(&self, ops: u64) {
-        writes(ops, KEYS, |k| drop(self.insert(k, k)));
-    }
-    fn removes(&self, ops: u64) {
-        writes(ops, 0, |k| assert!(self.remove(&k).is_some()));
-    }
-    fn iterate(&self, passes: u64) {
-        for _ in 0..passes {
-            assert_eq!(self.iter().map(|(k, v)| *k ^ *v).sum::<u64>(), 0);
+    fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
+        for (key, value) in self.iter() {
+            visit(*key, *value);
         }
     }
     /// Go's dirty-map cycle (W1): the first new key after a promotion copies the snapshot's
     /// entries into a new dirty map; taking the key out again and iterating promotes that
-    /// map, so every cycle rebuilds from the same `KEYS` entries.
-    fn rebuilds(&self, cycles: u64) {
-        for cycle in 0..cycles {
-            let key = KEYS + cycle;
-            assert!(self.insert(key, key).is_none());
-            assert!(self.remove(&key).is_some());
-            drop(self.iter());
+    /// map, so every cycle rebuilds from the same entries.
+    fn rebuild(&self, new_key: u64) {
+        assert!(DualMap::insert(self, new_key, new_key).is_none());
+        assert!(DualMap::remove(self, &new_key).is_some());
+        drop(self.iter());
+    }
+    /// Iterating an amended map promotes its dirty map at once (one lock, no copy); the
+    /// snapshot's load also registers the thread with arc-swap, so that no operation counts it.
+    /// The values that overwrites and removes retired are freed as the next snapshot is
+    /// published, which would charge them to the next operation: a dirty-map cycle publishes
+    /// two and frees them here instead.
+    fn settle(&self) {
+        if self.stats().retired > 0 {
+            self.rebuild(u64::MAX);
         }
+        drop(self.iter());
+        let stats = self.stats();
+        assert_eq!(stats.dirty_len, None, "every key is promoted");
+        assert_eq!(stats.retired, 0, "every displaced value is freed");
     }
 }
 
-/// dualmap read through a `Reader` (reads only).
+/// dualmap read through a `Reader` (a cached snapshot; its hits take no guard): reads only.
 struct ViaReader(DualMap);
 
 impl Map for ViaReader {
-    fn get_hits(&self, ops: u64) {
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
         let mut reader = self.0.reader();
-        lookups(ops, 0, true, |k| reader.get(&k) == Some(&k));
+        #[inline(always)]
+        move |key| reader.get(&key).copied()
     }
-    fn get_misses(&self, ops: u64) {
-        let mut reader = self.0.reader();
-        lookups(ops, KEYS, false, |k| reader.get(&k).is_some());
-    }
-    fn overwrites(&self, _: u64) {
-        unreachable!("a Reader only reads")
-    }
-    fn inserts_of_new_keys(&self, _: u64) {
-        unreachable!("a Reader only reads")
-    }
-    fn removes(&self, _: u64) {
-        unreachable!("a Reader only reads")
-    }
-    fn iterate(&self, _: u64) {
-        unreachable!("a Reader only reads")
-    }
-}
-
-type RwLockMap = parking_lot::RwLock<HashMap<u64, u64, Hasher>>;
-
-impl Map for RwLockMap {
-    fn get_hits(&self, ops: u64) {
-        lookups(ops, 0, true, |k| self.read().get(&k) == Some(&k));
-    }
-    fn get_misses(&self, ops: u64) {
-        lookups(ops, KEYS, false, |k| self.read().contains_key(&k));
-    }
-    fn overwrites(&self, ops: u64) {
-        writes(ops, 0, |k| {
-            self.write().insert(k % KEYS, k);
-        });
-    }
-    fn inserts_of_new_keys(&self, ops: u64) {
-        writes(ops, KEYS, |k| {
-            self.write().insert(k, k);
-        });
-    }
-    fn removes(&self, ops: u64) {
-        writes(ops, 0, |k| assert!(self.write().remove(&k).is_some()));
-    }
-    fn iterate(&self, passes: u64) {
-        for _ in 0..passes {
-            assert_eq!(self.read().iter().map(|(k, v)| k ^ v).sum::<u64>(), 0);
-        }
+    fn settle(&self) {
+        self.0.settle();
     }
 }
 
 type DashMap = dashmap::DashMap<u64, u64, Hasher>;
 
 impl Map for DashMap {
-    fn get_hits(&self, ops: u64) {
-        lookups(ops, 0, true, |k| self.get(&k).is_some_and(|v| *v == k));
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        #[inline(always)]
+        |key| self.get(&key).map(|value| *value)
     }
-    fn get_misses(&self, ops: u64) {
-        lookups(ops, KEYS, false, |k| self.contains_key(&k));
+    #[inline(always)]
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        DashMap::insert(self, key, value)
     }
-    fn overwrites(&self, ops: u64) {
-        writes(ops, 0, |k| {
-            self.insert(k % KEYS, k);
-        });
+    #[inline(always)]
+    fn remove(&self, key: u64) -> Option<u64> {
+        DashMap::remove(self, &key).map(|(_, value)| value)
     }
-    fn inserts_of_new_keys(&self, ops: u64) {
-        writes(ops, KEYS, |k| {
-            self.insert(k, k);
-        });
-    }
-    fn removes(&self, ops: u64) {
-        writes(ops, 0, |k| assert!(self.remove(&k).is_some()));
-    }
-    fn iterate(&self, passes: u64) {
-        for _ in 0..passes {
-            assert_eq!(self.iter().map(|e| e.key() ^ e.value()).sum::<u64>(), 0);
+    fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
+        for pair in self.iter() {
+            visit(*pair.key(), *pair.value());
         }
     }
 }
 
-/// An unsynchronised `HashMap` never written after setup: the floor for reads.
+type RwLockMap = parking_lot::RwLock<HashMap<u64, u64, Hasher>>;
+
+impl Map for RwLockMap {
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        #[inline(always)]
+        |key| self.read().get(&key).copied()
+    }
+    #[inline(always)]
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        self.write().insert(key, value)
+    }
+    #[inline(always)]
+    fn remove(&self, key: u64) -> Option<u64> {
+        self.write().remove(&key)
+    }
+    fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
+        for (&key, &value) in self.read().iter() {
+            visit(key, value);
+        }
+    }
+}
+
+type MutexMap = std::sync::Mutex<HashMap<u64, u64, Hasher>>;
+
+impl Map for MutexMap {
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        #[inline(always)]
+        |key| self.lock().unwrap().get(&key).copied()
+    }
+    #[inline(always)]
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        self.lock().unwrap().insert(key, value)
+    }
+    #[inline(always)]
+    fn remove(&self, key: u64) -> Option<u64> {
+        self.lock().unwrap().remove(&key)
+    }
+    fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
+        for (&key, &value) in self.lock().unwrap().iter() {
+            visit(key, value);
+        }
+    }
+}
+
+type Papaya = papaya::HashMap<u64, u64, Hasher>;
+
+impl Map for Papaya {
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        #[inline(always)]
+        |key| self.pin().get(&key).copied()
+    }
+    #[inline(always)]
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        self.pin().insert(key, value).copied()
+    }
+    #[inline(always)]
+    fn remove(&self, key: u64) -> Option<u64> {
+        self.pin().remove(&key).copied()
+    }
+    fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
+        for (&key, &value) in self.pin().iter() {
+            visit(key, value);
+        }
+    }
+    /// Finishes a resize in progress (an iterator waits for one): papaya reuses no removed
+    /// key's slot before its next resize, so putting back the keys that `remove` took out
+    /// fills new slots, which may start one that the next operation would help finish.
+    fn settle(&self) {
+        let _ = self.pin().iter();
+    }
+}
+
+type Scc = scc::HashMap<u64, u64, Hasher>;
+
+impl Map for Scc {
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        #[inline(always)]
+        |key| self.read_sync(&key, |_, value| *value)
+    }
+    #[inline(always)]
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        self.upsert_sync(key, value)
+    }
+    #[inline(always)]
+    fn insert_new(&self, key: u64) -> bool {
+        self.insert_sync(key, key).is_ok()
+    }
+    #[inline(always)]
+    fn remove(&self, key: u64) -> Option<u64> {
+        self.remove_sync(&key).map(|(_, value)| value)
+    }
+    fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
+        self.iter_sync(|&key, &value| {
+            visit(key, value);
+            true
+        });
+    }
+}
+
+/// A `HashMap` that nobody writes after setup, read with no synchronisation: the floor for
+/// reads.
 struct Frozen(HashMap<u64, u64, Hasher>);
 
 impl Map for Frozen {
-    fn get_hits(&self, ops: u64) {
-        lookups(ops, 0, true, |k| self.0.get(&k) == Some(&k));
+    fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
+        #[inline(always)]
+        |key| self.0.get(&key).copied()
     }
-    fn get_misses(&self, ops: u64) {
-        lookups(ops, KEYS, false, |k| self.0.contains_key(&k));
-    }
-    fn overwrites(&self, _: u64) {
-        unreachable!("the frozen map is read-only")
-    }
-    fn inserts_of_new_keys(&self, _: u64) {
-        unreachable!("the frozen map is read-only")
-    }
-    fn removes(&self, _: u64) {
-        unreachable!("the frozen map is read-only")
-    }
-    fn iterate(&self, passes: u64) {
-        for _ in 0..passes {
-            assert_eq!(self.0.iter().map(|(k, v)| k ^ v).sum::<u64>(), 0);
+    fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
+        for (&key, &value) in &self.0 {
+            visit(key, value);
         }
     }
 }
 
-const MAPS: [&str; 5] = [
+/// No map at all, for the `loop` pseudo-operation, which only runs the loop.
+struct NoMap;
+
+impl Map for NoMap {}
+
+const MAPS: [&str; 8] = [
     "dualmap",
     "dualmap-reader",
-    "rwlock-hashmap",
     "dashmap",
+    "rwlock-hashmap",
+    "mutex-hashmap",
+    "papaya",
+    "scc",
     "frozen-hashmap",
 ];
-const OPERATIONS: [&str; 7] = [
-    "get_hit",
-    "get_miss",
-    "overwrite",
-    "insert_new",
-    "remove",
-    "iterate",
-    "rebuild",
-];
+/// The pseudo-map of the `loop` pseudo-operation.
+const LOOP: &str = "loop";
 
-/// Which (map, operation) pairs exist: the reader and the frozen map only read, and only
-/// dualmap has a dirty map to rebuild.
-fn supported(map: &str, operation: &str) -> bool {
-    match map {
-        _ if operation == "rebuild" => map == "dualmap",
-        "dualmap-reader" => operation.starts_with("get"),
-        "frozen-hashmap" => operation.starts_with("get") || operation == "iterate",
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Operation {
+    GetHit,
+    GetMiss,
+    Overwrite,
+    InsertNew,
+    Remove,
+    Iterate,
+    Rebuild,
+    /// The loop of the first five, around no operation.
+    Loop,
+}
+
+impl Operation {
+    /// The table's columns, in order.
+    const COLUMNS: [Operation; 7] = [
+        Operation::GetHit,
+        Operation::GetMiss,
+        Operation::Overwrite,
+        Operation::InsertNew,
+        Operation::Remove,
+        Operation::Iterate,
+        Operation::Rebuild,
+    ];
+
+    /// The order in which one run measures a map's operations, so that each finds the map as
+    /// if built for it alone (the module docs say why this one). `rebuild` must come before
+    /// `insert_new`: it copies the snapshot's table as it is, buckets and all, and would copy
+    /// the table `insert_new` grew.
+    const ORDER: [Operation; 8] = [
+        Operation::GetHit,
+        Operation::GetMiss,
+        Operation::Iterate,
+        Operation::Rebuild,
+        Operation::Remove,
+        Operation::Overwrite,
+        Operation::InsertNew,
+        Operation::Loop,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Operation::GetHit => "get_hit",
+            Operation::GetMiss => "get_miss",
+            Operation::Overwrite => "overwrite",
+            Operation::InsertNew => "insert_new",
+            Operation::Remove => "remove",
+            Operation::Iterate => "iterate",
+            Operation::Rebuild => "rebuild",
+            Operation::Loop => "loop",
+        }
+    }
+
+    /// Operations counted by one run with `ops` operations on a `keys`-key map: keys visited
+    /// for `iterate`, keys copied for `rebuild`.
+    fn counted(self, keys: u64, ops: u64) -> u64 {
+        match self {
+            Operation::Remove => ops.min(keys),
+            Operation::Iterate | Operation::Rebuild => passes(keys, ops) * keys,
+            _ => ops,
+        }
+    }
+}
+
+/// Passes over the map (`iterate`) or rebuilds of it (`rebuild`): enough to visit `ops` keys,
+/// and at least one.
+fn passes(keys: u64, ops: u64) -> u64 {
+    ops.div_ceil(keys)
+}
+
+/// The operations one run measures on `map`, in the order it measures them.
+fn operations(map: &str) -> Vec<Operation> {
+    Operation::ORDER
+        .into_iter()
+        .filter(|&operation| supported(map, operation))
+        .collect()
+}
+
+/// Which (map, operation) pairs exist: the reader and the frozen map only read, only dualmap
+/// has a dirty map to rebuild, and the loop runs on no map.
+fn supported(map: &str, operation: Operation) -> bool {
+    match (map, operation) {
+        (LOOP, operation) => operation == Operation::Loop,
+        (_, Operation::Loop) => false,
+        (_, Operation::Rebuild) => map == "dualmap",
+        ("dualmap-reader", operation) => {
+            matches!(operation, Operation::GetHit | Operation::GetMiss)
+        }
+        ("frozen-hashmap", operation) => matches!(
+            operation,
+            Operation::GetHit | Operation::GetMiss | Operation::Iterate
+        ),
         _ => true,
     }
 }
 
-fn build(name: &str, operation: &str) -> Box<dyn Map> {
-    let keys = if operation == "remove" { OPS } else { KEYS };
-    let pairs = || (0..keys).map(|key| (key, key));
-    let dualmap = || {
-        let map: DualMap = pairs().collect();
-        // The steady state of a read-mostly map: one pass of gets promotes every key.
-        for key in 0..keys {
-            map.get(&key);
+/// A stride through `0..range` that visits every number once per `range` steps: about
+/// 0.618 × `range` (consecutive keys land far apart, and the golden ratio spreads the later
+/// ones evenly), made coprime with `range` so that the steps form a permutation.
+fn stride(range: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
         }
-        assert_eq!(map.stats().dirty_len, None, "the setup promotes every key");
-        map
-    };
-    match name {
-        "dualmap" => Box::new(dualmap()),
-        "dualmap-reader" => Box::new(ViaReader(dualmap())),
-        "rwlock-hashmap" => Box::new(RwLockMap::new(pairs().collect())),
-        "dashmap" => Box::new(pairs().collect::<DashMap>()),
-        "frozen-hashmap" => Box::new(Frozen(pairs().collect())),
-        other => panic!("unknown map {other}; one of {MAPS:?}"),
+    }
+    let mut stride = (range as f64 * 0.618_033_988_749_895) as u64 | 1;
+    while gcd(stride, range) != 1 {
+        stride += 2;
+    }
+    stride
+}
+
+/// The loop around every operation but `iterate` and `rebuild`: calls `body` `ops` times
+/// with keys `offset + k`, k running over `0..range` in the scattered order of `stride`,
+/// from its `skip`th number on (and around again when `ops > range`). The key goes through
+/// `black_box`, so the compiler knows nothing of it.
+#[inline(always)]
+fn each_key(ops: u64, offset: u64, range: u64, skip: u64, mut body: impl FnMut(u64)) {
+    let stride = stride(range);
+    let mut k = (u128::from(skip) * u128::from(stride) % u128::from(range)) as u64;
+    for _ in 0..ops {
+        body(black_box(offset + k));
+        k += stride;
+        if k >= range {
+            k -= range;
+        }
     }
 }
 
-/// The only function whose instructions callgrind counts (`--toggle-collect`).
+/// The keys `remove` takes out, and `measure_all` puts back, in order: `ops` keys at most,
+/// from where the `ops` keys of `overwrite` end in the scattered order. Both operations
+/// replace the values they meet with new allocations, elsewhere in memory than the ones
+/// the map was built with; on a map of twice `ops` keys or more, each thus meets only
+/// values as built, as on a map built for it alone.
+#[inline(always)]
+fn each_removed_key(keys: u64, ops: u64, body: impl FnMut(u64)) {
+    each_key(ops.min(keys), 0, keys, ops, body);
+}
+
+/// The function whose calls callgrind counts, one dump per call, with everything it calls
+/// (`--zero-before` and `--dump-after` with `MEASURED`, its name). The map comes as a `&M`
+/// argument, as into a user's function: the compiler may then keep what a `&` promises
+/// unchanged (a frozen map's table, say) in registers across the loop. The work is in
+/// `operate`, not here, so that no closure is named `measured::{{closure}}`.
 #[inline(never)]
-fn measured(map: &dyn Map, operation: &str) {
+fn measured<M: Map>(map: &M, operation: Operation, keys: u64, ops: u64) {
+    operate(map, operation, keys, ops);
+}
+
+/// `ops` operations (see `Operation::counted`) on `map`, which holds the keys `0..keys`.
+/// Every result is checked, so the compiler cannot leave the operation out (with `assert!`:
+/// `assert_eq!` would store both sides for its message before comparing them, a few
+/// instructions per operation).
+#[inline(always)]
+fn operate<M: Map>(map: &M, operation: Operation, keys: u64, ops: u64) {
+    let n = operation.counted(keys, ops);
     match operation {
-        "get_hit" => map.get_hits(OPS),
-        "get_miss" => map.get_misses(OPS),
-        "overwrite" => map.overwrites(OPS),
-        "insert_new" => map.inserts_of_new_keys(OPS),
-        "remove" => map.removes(OPS),
-        "iterate" => map.iterate(PASSES),
-        "rebuild" => map.rebuilds(OPS / KEYS),
-        other => panic!("unknown operation {other}; one of {OPERATIONS:?}"),
+        Operation::GetHit => {
+            let mut get = map.getter();
+            each_key(n, 0, keys, 0, |k| assert!(get(k) == Some(k)));
+        }
+        Operation::GetMiss => {
+            let mut get = map.getter();
+            each_key(n, keys, keys, 0, |k| assert!(get(k).is_none()));
+        }
+        Operation::Overwrite => {
+            each_key(n, 0, keys, 0, |k| assert!(map.insert(k, k) == Some(k)));
+        }
+        Operation::InsertNew => each_key(n, keys, n, 0, |k| assert!(map.insert_new(k))),
+        Operation::Remove => each_removed_key(keys, ops, |k| assert!(map.remove(k) == Some(k))),
+        Operation::Iterate => {
+            for _ in 0..passes(keys, ops) {
+                let mut sum = 0;
+                map.for_each(|_, value| sum += value);
+                assert_eq!(sum, keys * (keys - 1) / 2, "every value once");
+            }
+        }
+        Operation::Rebuild => {
+            for cycle in 0..passes(keys, ops) {
+                map.rebuild(keys + cycle);
+            }
+        }
+        Operation::Loop => each_key(n, 0, keys, 0, |_| ()),
     }
 }
 
-/// Operations counted by one run of `operation`.
-fn operations(operation: &str) -> u64 {
-    match operation {
-        "iterate" => PASSES * KEYS,
-        "rebuild" => OPS / KEYS * KEYS,
-        _ => OPS,
+/// `map`, empty and sized for `keys` keys, with the keys `0..keys`, each with itself as its
+/// value.
+fn filled<M: Map>(map: M, keys: u64) -> M {
+    for key in 0..keys {
+        map.insert(key, key);
+    }
+    map
+}
+
+/// A `HashMap` with the keys `0..keys`, each with itself as its value.
+fn hashmap(keys: u64) -> HashMap<u64, u64, Hasher> {
+    let mut map = HashMap::with_capacity_and_hasher(keys as usize, HASHER);
+    map.extend((0..keys).map(|key| (key, key)));
+    map
+}
+
+/// A dualmap with the keys `0..keys`, each with itself as its value, all in its dirty map
+/// until `settle` promotes them.
+fn dualmap(keys: u64) -> DualMap {
+    filled(
+        DualMap::with_capacity_and_hasher(keys as usize, HASHER),
+        keys,
+    )
+}
+
+/// Runs `operations` on `map`, which holds the keys `0..keys`, each in its own call of
+/// `measured`. Between the calls, uncounted, it settles the map and puts back the keys that
+/// `remove` took out, so that each operation finds the keys `0..keys` (`insert_new`, say,
+/// grows a map of `keys` keys, as on a map built for it alone). The map is then leaked, not
+/// dropped: under valgrind, freeing a 1,000,000-key map entry by entry takes as long as a
+/// quarter of the run, and the process ends right after.
+fn measure_all<M: Map>(map: M, operations: &[Operation], keys: u64, ops: u64) {
+    for &operation in operations {
+        map.settle();
+        measured(&map, operation, keys, ops);
+        if operation == Operation::Remove {
+            each_removed_key(keys, ops, |k| assert!(map.insert(k, k).is_none()));
+        }
+    }
+    std::mem::forget(map);
+}
+
+/// Builds `map` with `keys` keys and measures every operation it supports (the direct-run
+/// mode).
+fn run_map(map: &str, keys: u64, ops: u64) {
+    let operations = &operations(map);
+    let capacity = keys as usize;
+    match map {
+        "dualmap" => measure_all(dualmap(keys), operations, keys, ops),
+        "dualmap-reader" => measure_all(ViaReader(dualmap(keys)), operations, keys, ops),
+        "dashmap" => {
+            let map = filled(DashMap::with_capacity_and_hasher(capacity, HASHER), keys);
+            measure_all(map, operations, keys, ops);
+        }
+        "rwlock-hashmap" => measure_all(RwLockMap::new(hashmap(keys)), operations, keys, ops),
+        "mutex-hashmap" => measure_all(MutexMap::new(hashmap(keys)), operations, keys, ops),
+        "papaya" => {
+            let map = filled(Papaya::with_capacity_and_hasher(capacity, HASHER), keys);
+            measure_all(map, operations, keys, ops);
+        }
+        "scc" => {
+            let map = filled(Scc::with_capacity_and_hasher(capacity, HASHER), keys);
+            measure_all(map, operations, keys, ops);
+        }
+        "frozen-hashmap" => measure_all(Frozen(hashmap(keys)), operations, keys, ops),
+        LOOP => measure_all(NoMap, operations, keys, ops),
+        _ => unreachable!("checked by `run_one`"),
     }
 }
 
-fn count(map: &str, operation: &str) -> Option<f64> {
-    let me = std::env::current_exe().expect("own path");
-    let output = Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-        .arg("--toggle-collect=*measured*")
-        .arg(&me)
-        .args([map, operation])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
+/// Instructions and cache lines (L1 data read misses) per operation.
+#[derive(Clone, Copy)]
+struct Cost {
+    instructions: f64,
+    lines: f64,
+}
+
+/// The name of `measured` in callgrind's profiles, which `--zero-before` and `--dump-after`
+/// match. The exact name, not a pattern such as `*measured*`: given the same pattern twice,
+/// callgrind 3.19 applies only the first option (it zeroes, but never dumps).
+const MEASURED: &str = "instructions::measured";
+
+/// One valgrind run: one map at one size, all its operations.
+struct Case {
+    map: &'static str,
+    keys: u64,
+}
+
+impl Case {
+    /// Runs the case under callgrind and reads the cost of each of its operations, in the
+    /// order of `operations(self.map)`; the error says why it failed.
+    fn count(&self, ops: u64) -> Result<Vec<Cost>, String> {
+        let me = std::env::current_exe().map_err(|error| format!("own path: {error}"))?;
+        let out = std::env::temp_dir().join(format!(
+            "instructions-{}-{}-{}.callgrind",
+            std::process::id(),
+            self.map,
+            self.keys
+        ));
+        let output = Command::new("valgrind")
+            .args(["--tool=callgrind", "--cache-sim=yes"])
+            .args(CACHES)
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(format!("--zero-before={MEASURED}"))
+            .arg(format!("--dump-after={MEASURED}"))
+            .arg(&me)
+            .args([self.map.to_string(), self.keys.to_string(), ops.to_string()])
+            .output()
+            .map_err(|error| format!("valgrind: {error}"));
+        let dumps = take_dumps(&out);
+        let output = output?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+            return Err(format!("{}\n{tail}", output.status));
+        }
+        let operations = operations(self.map);
+        if dumps.len() != operations.len() {
+            return Err(format!(
+                "{} dumps after `{MEASURED}` for {} operations",
+                dumps.len(),
+                operations.len()
+            ));
+        }
+        operations
+            .iter()
+            .zip(&dumps)
+            .map(|(operation, dump)| {
+                let [instructions, lines] = totals(dump, ["Ir", "D1mr"]).ok_or_else(|| {
+                    format!("no Ir and D1mr totals in the dump of {}", operation.name())
+                })?;
+                let counted = operation.counted(self.keys, ops) as f64;
+                Ok(Cost {
+                    instructions: instructions as f64 / counted,
+                    lines: lines as f64 / counted,
+                })
+            })
+            .collect()
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let collected = stderr
-        .lines()
-        .find_map(|line| line.split("Collected :").nth(1))?
-        .trim()
-        .parse::<f64>()
+}
+
+/// Reads and deletes the dumps of a callgrind run that wrote to `out`: `out.1`, `out.2`, ...,
+/// one per call of `measured`, in order; and deletes `out`, the dump callgrind writes at
+/// exit, of what ran after the last call.
+fn take_dumps(out: &Path) -> Vec<String> {
+    let mut dumps = Vec::new();
+    for n in 1.. {
+        let mut path = out.as_os_str().to_owned();
+        path.push(format!(".{n}"));
+        let Ok(dump) = std::fs::read_to_string(&path) else {
+            break;
+        };
+        let _ = std::fs::remove_file(&path);
+        dumps.push(dump);
+    }
+    let _ = std::fs::remove_file(out);
+    dumps
+}
+
+/// The totals of `names` in a callgrind profile: its `events:` line names the columns of its
+/// `totals:` (or, in older versions, `summary:`) line, which may leave out trailing zeros.
+fn totals<const N: usize>(profile: &str, names: [&str; N]) -> Option<[u64; N]> {
+    let field = |prefix: &str| profile.lines().find_map(|line| line.strip_prefix(prefix));
+    let events: Vec<&str> = field("events:")?.split_whitespace().collect();
+    let totals: Vec<u64> = field("totals:")
+        .or_else(|| field("summary:"))?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
         .ok()?;
-    Some(collected / operations(operation) as f64)
+    let mut found = [0; N];
+    for (found, name) in found.iter_mut().zip(names) {
+        let column = events.iter().position(|event| *event == name)?;
+        *found = totals.get(column).copied().unwrap_or(0);
+    }
+    Some(found)
+}
+
+/// Counts every case, as many at a time as there are cores; the results are in the order
+/// of `cases`. The largest maps go first, so that the slowest runs do not end up last.
+fn count_all(cases: &[Case], ops: u64) -> Vec<Result<Vec<Cost>, String>> {
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(cases[i].keys));
+    let results: Vec<OnceLock<Result<Vec<Cost>, String>>> =
+        cases.iter().map(|_| OnceLock::new()).collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let progress = std::io::stderr().is_terminal();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(cases.len()) {
+            scope.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let _ = results[i].set(cases[i].count(ops));
+                    let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if progress {
+                        eprint!("\rcounted {done}/{}", cases.len());
+                    }
+                }
+            });
+        }
+    });
+    if progress {
+        eprintln!();
+    }
+    results
+        .into_iter()
+        .map(|result| result.into_inner().expect("every case is counted"))
+        .collect()
+}
+
+/// The table's cell: instructions (one decimal below 10) and lines per operation.
+fn cell(cost: Cost) -> String {
+    let decimals = if cost.instructions < 10.0 { 1 } else { 0 };
+    format!("{:.*} / {:.1}", decimals, cost.instructions, cost.lines)
+}
+
+struct Options {
+    sizes: Vec<u64>,
+    ops: u64,
+    csv: Option<String>,
+}
+
+const USAGE: &str = "usage: instructions [--quick] [--sizes N,...] [--csv PATH]
+       instructions MAP KEYS [OPS]   (one map's operations, run directly; what callgrind runs)";
+
+fn usage_error(message: &str) -> ! {
+    eprintln!("error: {message}\n{USAGE}");
+    exit(2)
+}
+
+fn parse_options(args: &[String]) -> Options {
+    let mut quick = false;
+    let mut sizes = None;
+    let mut csv = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--sizes" => {
+                let list = args
+                    .next()
+                    .unwrap_or_else(|| usage_error("--sizes needs N,..."));
+                let parsed: Option<Vec<u64>> = list
+                    .split(',')
+                    .map(|size| size.trim().parse().ok().filter(|&size| size > 0))
+                    .collect();
+                sizes = Some(parsed.unwrap_or_else(|| usage_error("sizes are numbers over 0")));
+            }
+            "--csv" => {
+                csv = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage_error("--csv needs a path")),
+                );
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                exit(0)
+            }
+            other => usage_error(&format!("unknown argument {other}")),
+        }
+    }
+    let (default_sizes, ops) = if quick {
+        (QUICK_SIZES, QUICK_OPS)
+    } else {
+        (SIZES, OPS)
+    };
+    Options {
+        sizes: sizes.unwrap_or(default_sizes.to_vec()),
+        ops,
+        csv: csv.cloned(),
+    }
+}
+
+/// Counts every case under callgrind and prints the table (and writes the CSV).
+fn count_and_report(options: Options) {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!(
+            "error: valgrind not found: this program counts with valgrind's callgrind \
+             (install valgrind, e.g. `apt-get install valgrind`)"
+        );
+        exit(1);
+    }
+    let Options { sizes, ops, csv } = options;
+    // The loop costs the same at every size: count it once.
+    let mut cases = vec![Case {
+        map: LOOP,
+        keys: sizes[0],
+    }];
+    for &keys in &sizes {
+        cases.extend(MAPS.map(|map| Case { map, keys }));
+    }
+    let counts = count_all(&cases, ops);
+    let mut costs: HashMap<(&str, Operation, u64), Cost> = HashMap::new();
+    let mut failed = 0;
+    for (case, count) in cases.iter().zip(counts) {
+        match count {
+            Ok(count) => costs.extend(
+                operations(case.map)
+                    .into_iter()
+                    .zip(count)
+                    .map(|(operation, cost)| ((case.map, operation, case.keys), cost)),
+            ),
+            Err(error) => {
+                failed += 1;
+                eprintln!("{} at {} keys failed: {error}", case.map, case.keys);
+            }
+        }
+    }
+
+    let shown =
+        |map: &str, operation: Operation, keys: u64| match costs.get(&(map, operation, keys)) {
+            Some(&cost) => cell(cost),
+            None if supported(map, operation) => "failed".into(),
+            None => "-".into(),
+        };
+    println!("Cost per operation: instructions / cache lines, counted by callgrind");
+    println!(
+        "(one thread, u64 keys, ahash; {ops} operations per case, remove: at most one per key)"
+    );
+    println!(
+        "lines: L1 data read misses in a fixed cache model: \
+         L1 32 KiB 8-way, LL 8 MiB 16-way, 64-byte lines"
+    );
+    println!("iterate: per key visited; rebuild: per key copied; -: not supported");
+    println!(
+        "loop: {} (the loop around each get, overwrite, insert and remove, included in them)",
+        shown(LOOP, Operation::Loop, sizes[0])
+    );
+    println!();
+    print!("{:<16} {:>8}", "map", "keys");
+    for operation in Operation::COLUMNS {
+        print!(" {:>13}", operation.name());
+    }
+    println!();
+    for &keys in &sizes {
+        for map in MAPS {
+            print!("{map:<16} {keys:>8}");
+            for operation in Operation::COLUMNS {
+                print!(" {:>13}", shown(map, operation, keys));
+            }
+            println!();
+        }
+    }
+
+    if let Some(path) = csv {
+        let mut text = String::from("map,operation,keys,ops,instructions,lines\n");
+        for case in &cases {
+            for operation in Operation::COLUMNS.into_iter().chain([Operation::Loop]) {
+                if let Some(cost) = costs.get(&(case.map, operation, case.keys)) {
+                    let _ = writeln!(
+                        text,
+                        "{},{},{},{},{:.2},{:.3}",
+                        case.map,
+                        operation.name(),
+                        case.keys,
+                        operation.counted(case.keys, ops),
+                        cost.instructions,
+                        cost.lines
+                    );
+                }
+            }
+        }
+        if let Err(error) = std::fs::write(&path, text) {
+            eprintln!("error: writing {path}: {error}");
+            exit(1);
+        }
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} of {} runs failed", cases.len());
+        exit(1);
+    }
+}
+
+/// The direct-run mode, `MAP KEYS [OPS]`: checks the arguments and measures that map.
+fn run_one(args: &[String]) {
+    let (map, keys, ops) = match args {
+        [map, keys] => (map, keys, None),
+        [map, keys, ops] => (map, keys, Some(ops)),
+        _ => usage_error("one map's operations are MAP KEYS [OPS]"),
+    };
+    let number = |text: &str| text.parse::<u64>().ok().filter(|&n| n > 0);
+    let keys = number(keys).unwrap_or_else(|| usage_error("KEYS is a number over 0"));
+    let ops = ops
+        .map_or(Some(OPS), |ops| number(ops))
+        .unwrap_or_else(|| usage_error("OPS is a number over 0"));
+    if !MAPS.contains(&map.as_str()) && map != LOOP {
+        usage_error(&format!("unknown map {map}; one of {MAPS:?} or {LOOP}"));
+    }
+    run_map(map, keys, ops);
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [map, operation] = args.as_slice() {
-        // Building a dualmap reads every key once, which also registers the thread with
-        // arc-swap outside the measured function.
-        measured(&*build(map, operation), operation);
-        return;
-    }
-    println!("instructions per operation (callgrind), u64 keys, {KEYS}-key maps");
-    print!("{:<16}", "map");
-    for operation in OPERATIONS {
-        print!(" {operation:>11}");
-    }
-    println!();
-    for map in MAPS {
-        print!("{map:<16}");
-        for operation in OPERATIONS {
-            let cell = if supported(map, operation) {
-                count(map, operation).map_or("failed".to_string(), |n| format!("{n:.1}"))
-            } else {
-                "-".to_string()
-            };
-            print!(" {cell:>11}");
-        }
-        println!();
+    match args.first() {
+        Some(first) if !first.starts_with('-') => run_one(&args),
+        _ => count_and_report(parse_options(&args)),
     }
 }
