@@ -1,28 +1,37 @@
 //! `dualmap-bench`: dualmap side by side with dashmap, `parking_lot::RwLock<HashMap>`,
 //! `Mutex<HashMap>`, papaya and `scc::HashMap` (and a frozen `HashMap` as the read ceiling), in
-//! one run: Go's 24 `sync.Map` workloads (ns/op as Go reports it), mixed workloads (Mops/s)
-//! and a write-scaling benchmark. Prints tables with every map's ratio to dashmap and to the
+//! one run: Go's 24 `sync.Map` workloads (ns/op as Go reports it), mixed workloads (Mops/s),
+//! write workloads (Mops/s), per-operation latency (percentiles and the maximum), bytes per
+//! entry, a cost model (instructions and cache lines per operation, from callgrind) and a
+//! write-scaling benchmark. Prints tables with every map's ratio to dashmap and to the
 //! ceiling, writes CSV files and SVG charts, and can rewrite BENCHMARKS.md.
 //!
 //! ```text
-//! cargo run --release -p dualmap-bench                          # the default set (< 2 min on 2 cores)
+//! cargo run --release -p dualmap-bench                          # the default set (< 5 min on 2 cores)
 //! cargo run --release -p dualmap-bench -- --quick               # tiny sizes, for CI
 //! cargo run --release -p dualmap-bench -- --write-benchmarks-md # default set + BENCHMARKS.md
 //! cargo run --release -p dualmap-bench -- --parts mixes --maps dualmap,dashmap --sizes 1000
 //! ```
 
+mod cost;
+mod latency;
+mod memory;
 mod report;
 mod svg;
 mod workloads;
+
+/// Counts live bytes for the `memory` part (and only there: see `memory.rs`).
+#[global_allocator]
+static ALLOCATOR: memory::CountingAllocator = memory::CountingAllocator;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use workloads::{Dist, GoWorkload, KeyStreams, MapKind, Mix};
+use workloads::{Dist, GoWorkload, KeyStreams, MapKind, Mix, Throughput, WriteLoad};
 
 /// Benchmarks dualmap against other concurrent maps: Go's sync.Map workloads, mixed
-/// workloads and write scaling, in one run.
+/// workloads, write workloads, latency, memory, a cost model and write scaling, in one run.
 #[derive(Parser, Debug)]
 #[command(name = "dualmap-bench", version, about)]
 struct Args {
@@ -31,8 +40,9 @@ struct Args {
     #[arg(long)]
     quick: bool,
 
-    /// Parts to run: go, mixes, write-scaling (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "go,mixes,write-scaling")]
+    /// Parts to run (comma-separated): go, mixes, writes, latency, memory, cost,
+    /// write-scaling [default: all].
+    #[arg(long, value_delimiter = ',')]
     parts: Vec<String>,
 
     /// Maps to run: dualmap, dualmap-reader (mixes only), dashmap, rwlock-hashmap,
@@ -50,6 +60,10 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     mixes: Vec<String>,
 
+    /// Write workloads to run: overwrite-disjoint, grow, churn.
+    #[arg(long, value_delimiter = ',')]
+    writes: Vec<String>,
+
     /// Key distributions of the mixes: uniform, zipf.
     #[arg(long, value_delimiter = ',')]
     dists: Vec<String>,
@@ -58,8 +72,22 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<u64>,
 
+    /// Prefilled keys of the overwrite-disjoint and churn write workloads [default: 100000;
+    /// --quick: 1000].
+    #[arg(long)]
+    write_keys: Option<u64>,
+
+    /// Prefilled keys of the latency part [default: 1000000; --quick: 1000].
+    #[arg(long)]
+    latency_keys: Option<u64>,
+
+    /// Entries of the maps of the memory part [default: 1000000; --quick: 1000].
+    #[arg(long)]
+    memory_keys: Option<u64>,
+
     /// Thread counts for every part [default: $DUALMAP_BENCH_THREADS, else 1 and
-    /// available_parallelism for Go's workloads and 1..=available_parallelism for the mixes].
+    /// available_parallelism for Go's workloads, 1..=available_parallelism for the mixes and
+    /// the write workloads; the latency part runs the largest].
     #[arg(long, value_delimiter = ',')]
     threads: Vec<usize>,
 
@@ -72,10 +100,16 @@ struct Args {
     #[arg(long)]
     go_ms: Option<u64>,
 
-    /// Time of one measured phase of a mix configuration, in ms; each configuration runs a
-    /// warm-up of half of it, then --repeats phases [default: 30; --quick: 3].
+    /// Time of one measured phase of a mix or write-workload configuration, in ms; each
+    /// configuration runs a warm-up of half of it, then --repeats phases [default: 30;
+    /// --quick: 3].
     #[arg(long)]
     mix_ms: Option<u64>,
+
+    /// Time of one repetition of the latency part, in ms, after a warm-up of half of it
+    /// [default: 1000; --quick: 3].
+    #[arg(long)]
+    latency_ms: Option<u64>,
 
     /// Time of one measured run of a write-scaling configuration, in ms, after a warm-up of
     /// half of it [default: 20; --quick: 2].
@@ -92,8 +126,8 @@ struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
 
-    /// Also rewrite the generated sections of BENCHMARKS.md (keeping the prose between them)
-    /// and re-run the instruction counter for its last table.
+    /// Also rewrite the generated sections of BENCHMARKS.md of the parts that ran, keeping
+    /// the prose between them and the sections of parts that did not run.
     #[arg(long)]
     write_benchmarks_md: bool,
 
@@ -101,11 +135,6 @@ struct Args {
     /// workspace root].
     #[arg(long, requires = "write_benchmarks_md")]
     benchmarks_md: Option<PathBuf>,
-
-    /// With --write-benchmarks-md: do not re-run `cargo run --release --example
-    /// instructions` (valgrind); keep the section already in the file.
-    #[arg(long)]
-    skip_instructions: bool,
 
     /// No progress bar.
     #[arg(long)]
@@ -118,17 +147,26 @@ pub struct Plan {
     pub quick: bool,
     pub go: bool,
     pub mixes: bool,
+    pub writes: bool,
+    pub latency: bool,
+    pub memory: bool,
+    pub cost: bool,
     pub write_scaling: bool,
     pub maps: Vec<MapKind>,
     pub go_workloads: Vec<GoWorkload>,
     pub go_threads: Vec<usize>,
     pub mix_list: Vec<Mix>,
+    pub write_loads: Vec<WriteLoad>,
+    pub write_keys: u64,
+    pub latency_keys: u64,
+    pub memory_keys: u64,
     pub dists: Vec<Dist>,
     pub sizes: Vec<u64>,
     pub mix_threads: Vec<usize>,
     pub parked: Vec<usize>,
     pub go_time: Duration,
     pub mix_time: Duration,
+    pub latency_time: Duration,
     pub write_time: Duration,
     pub repeats: usize,
     pub out: PathBuf,
@@ -159,15 +197,30 @@ pub struct MixRow {
     pub size: u64,
     pub map: MapKind,
     pub threads: usize,
-    pub ops: u64,
-    pub wall: Duration,
+    pub throughput: Throughput,
 }
 
-impl MixRow {
-    /// Millions of operations per second, all threads together.
-    pub fn mops(&self) -> f64 {
-        self.ops as f64 / self.wall.as_secs_f64() / 1e6
-    }
+/// One write-workload measurement.
+#[derive(Clone, Debug)]
+pub struct WriteLoadRow {
+    pub load: WriteLoad,
+    pub map: MapKind,
+    pub threads: usize,
+    pub throughput: Throughput,
+}
+
+/// One map's latency.
+#[derive(Clone, Debug)]
+pub struct LatencyRow {
+    pub map: MapKind,
+    pub latency: latency::Latency,
+}
+
+/// One map's bytes per entry.
+#[derive(Clone, Debug)]
+pub struct MemoryRow {
+    pub map: MapKind,
+    pub memory: memory::Memory,
 }
 
 /// One write-scaling measurement.
@@ -191,6 +244,11 @@ impl WriteRow {
 pub struct Results {
     pub go: Vec<GoRow>,
     pub mixes: Vec<MixRow>,
+    pub write_loads: Vec<WriteLoadRow>,
+    pub latency: Vec<LatencyRow>,
+    pub memory: Vec<MemoryRow>,
+    /// The cost model, or why it did not run.
+    pub cost: Option<Result<Vec<cost::Cost>, String>>,
     pub writes: Vec<WriteRow>,
     pub elapsed: Duration,
 }
@@ -233,12 +291,28 @@ fn fail(message: &str) -> ! {
     std::process::exit(2);
 }
 
+/// Every part, in the order they run: write-scaling last (see `run_write_part`).
+const PARTS: [&str; 7] = [
+    "go",
+    "mixes",
+    "writes",
+    "latency",
+    "memory",
+    "cost",
+    "write-scaling",
+];
+
 fn plan(args: &Args) -> Plan {
-    let parts: Vec<&str> = args.parts.iter().map(String::as_str).collect();
+    let parts: Vec<&str> = if args.parts.is_empty() {
+        PARTS.to_vec()
+    } else {
+        args.parts.iter().map(String::as_str).collect()
+    };
     for part in &parts {
-        if !["go", "mixes", "write-scaling"].contains(part) {
+        if !PARTS.contains(part) {
             fail(&format!(
-                "unknown part {part:?}; one of go, mixes, write-scaling"
+                "unknown part {part:?}; one of {}",
+                PARTS.join(", ")
             ));
         }
     }
@@ -285,6 +359,17 @@ fn plan(args: &Args) -> Plan {
     if sizes.contains(&0) {
         fail("map sizes must be positive");
     }
+    let keys = |given: Option<u64>, normal: u64, what: &str| {
+        let keys = given.unwrap_or(if quick { 1_000 } else { normal });
+        if keys == 0 {
+            fail(&format!("{what} must be positive"));
+        }
+        keys
+    };
+    let write_keys = keys(args.write_keys, 100_000, "--write-keys");
+    if write_keys < mix_threads.iter().copied().max().unwrap_or(1) as u64 {
+        fail("--write-keys must be at least the largest thread count");
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         if quick {
             workspace_root().join("target").join("bench-quick")
@@ -296,17 +381,31 @@ fn plan(args: &Args) -> Plan {
         quick,
         go: parts.contains(&"go"),
         mixes: parts.contains(&"mixes"),
+        writes: parts.contains(&"writes"),
+        latency: parts.contains(&"latency"),
+        memory: parts.contains(&"memory"),
+        cost: parts.contains(&"cost"),
         write_scaling: parts.contains(&"write-scaling"),
         maps: pick(&args.maps, &MapKind::ALL, MapKind::name, "map"),
         go_workloads,
         go_threads,
         mix_list: pick(&args.mixes, &Mix::ALL, Mix::name, "mix"),
+        write_loads: pick(
+            &args.writes,
+            &WriteLoad::ALL,
+            WriteLoad::name,
+            "write workload",
+        ),
+        write_keys,
+        latency_keys: keys(args.latency_keys, 1_000_000, "--latency-keys"),
+        memory_keys: keys(args.memory_keys, 1_000_000, "--memory-keys"),
         dists: pick(&args.dists, &Dist::ALL, Dist::name, "distribution"),
         sizes,
         mix_threads,
         parked: args.parked.clone(),
         go_time: ms(args.go_ms, 15, 2),
         mix_time: ms(args.mix_ms, 30, 3),
+        latency_time: ms(args.latency_ms, 1_000, 3),
         write_time: ms(args.write_ms, 20, 2),
         repeats: args.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1),
         out,
@@ -408,8 +507,7 @@ fn mixes_on<M: workloads::BenchMap>(
                     size,
                     map: kind,
                     threads,
-                    ops: outcome.ops,
-                    wall: outcome.wall,
+                    throughput: outcome,
                 });
                 bar.inc(1);
             }
@@ -434,6 +532,100 @@ fn run_mix_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
     }
 }
 
+impl Plan {
+    /// The maps of Go's workloads and the write-scaling benchmark: the `Reader` path changes
+    /// only how gets are done.
+    fn go_maps(&self) -> impl Iterator<Item = MapKind> + '_ {
+        self.maps.iter().copied().filter(|kind| !kind.mixes_only())
+    }
+
+    /// The maps of the write workloads.
+    fn writing_maps(&self) -> impl Iterator<Item = MapKind> + '_ {
+        self.go_maps().filter(|kind| kind.writes())
+    }
+
+    /// The maps of the latency part: every writer, and the `Reader` path (its gets differ).
+    fn latency_maps(&self) -> impl Iterator<Item = MapKind> + '_ {
+        self.maps.iter().copied().filter(|kind| kind.writes())
+    }
+
+    /// The thread count of the latency part: the largest of the list.
+    pub fn latency_threads(&self) -> usize {
+        self.mix_threads.iter().copied().max().unwrap_or(1)
+    }
+}
+
+fn run_write_loads(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    for &load in &plan.write_loads {
+        for kind in plan.writing_maps() {
+            for &threads in &plan.mix_threads {
+                bar.set_message(format!("{} {} {threads}t", load.name(), kind.name()));
+                let throughput = workloads::run_write_load_kind(
+                    kind,
+                    load,
+                    plan.write_keys,
+                    threads,
+                    plan.mix_time / 2,
+                    plan.mix_time,
+                    plan.repeats,
+                );
+                results.write_loads.push(WriteLoadRow {
+                    load,
+                    map: kind,
+                    threads,
+                    throughput,
+                });
+                bar.inc(1);
+            }
+        }
+    }
+}
+
+fn run_latency_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    for kind in plan.latency_maps() {
+        bar.set_message(format!(
+            "latency {} n={} {}t",
+            kind.name(),
+            plan.latency_keys,
+            plan.latency_threads()
+        ));
+        let latency = latency::measure_kind(
+            kind,
+            plan.latency_keys,
+            plan.latency_threads(),
+            plan.latency_time / 2,
+            plan.latency_time,
+            plan.repeats,
+        );
+        results.latency.push(LatencyRow { map: kind, latency });
+        bar.inc(1);
+    }
+}
+
+fn run_memory_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    for kind in plan.go_maps() {
+        bar.set_message(format!("memory {} n={}", kind.name(), plan.memory_keys));
+        let memory = memory::measure_kind(kind, plan.memory_keys);
+        results.memory.push(MemoryRow { map: kind, memory });
+        bar.inc(1);
+    }
+}
+
+fn run_cost_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    bar.set_message("cost model: cargo run --release --example instructions (valgrind)");
+    results.cost = match cost::run(&workspace_root(), &plan.out, plan.quick) {
+        Ok(rows) => Some(Ok(rows)),
+        Err(cost::CostError::NoValgrind) => {
+            bar.suspend(|| {
+                eprintln!("warning: valgrind is not installed; the cost model is skipped")
+            });
+            Some(Err("skipped: valgrind is not installed".into()))
+        }
+        Err(cost::CostError::Failed(error)) => fail(&format!("cost model: {error}")),
+    };
+    bar.inc(1);
+}
+
 fn run_write_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
     // Ascending, and after everything else: some maps (dualmap through arc-swap, epoch-based
     // ones) keep a per-thread record for the life of the process, so this part must not
@@ -441,10 +633,7 @@ fn run_write_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
     let mut parked = plan.parked.clone();
     parked.sort_unstable();
     for &count in &parked {
-        for &kind in &plan.maps {
-            if !kind.writes() || kind.mixes_only() {
-                continue;
-            }
+        for kind in plan.writing_maps() {
             bar.set_message(format!("write scaling {} {count} parked", kind.name()));
             let outcome = workloads::run_write_scaling_kind(
                 kind,
@@ -487,13 +676,20 @@ fn steps(plan: &Plan) -> u64 {
             .sum();
         steps += per_size * plan.dists.len() * plan.sizes.len() * plan.mix_threads.len();
     }
+    if plan.writes {
+        steps += plan.write_loads.len() * plan.writing_maps().count() * plan.mix_threads.len();
+    }
+    if plan.latency {
+        steps += plan.latency_maps().count();
+    }
+    if plan.memory {
+        steps += plan.go_maps().count();
+    }
+    if plan.cost {
+        steps += 1;
+    }
     if plan.write_scaling {
-        steps += plan.parked.len()
-            * plan
-                .maps
-                .iter()
-                .filter(|kind| kind.writes() && !kind.mixes_only())
-                .count();
+        steps += plan.parked.len() * plan.writing_maps().count();
     }
     steps as u64
 }
@@ -520,6 +716,18 @@ fn main() {
     if plan.mixes {
         run_mix_part(&plan, &bar, &mut results);
     }
+    if plan.writes {
+        run_write_loads(&plan, &bar, &mut results);
+    }
+    if plan.latency {
+        run_latency_part(&plan, &bar, &mut results);
+    }
+    if plan.memory {
+        run_memory_part(&plan, &bar, &mut results);
+    }
+    if plan.cost {
+        run_cost_part(&plan, &bar, &mut results);
+    }
     if plan.write_scaling {
         run_write_part(&plan, &bar, &mut results);
     }
@@ -543,12 +751,7 @@ fn main() {
             .benchmarks_md
             .clone()
             .unwrap_or_else(|| workspace_root().join("BENCHMARKS.md"));
-        let instructions = if args.skip_instructions {
-            None
-        } else {
-            report::instruction_counts(&workspace_root())
-        };
-        match generated.update_benchmarks_md(&path, instructions.as_deref()) {
+        match generated.update_benchmarks_md(&path) {
             Ok(()) => println!("updated {}", path.display()),
             Err(error) => fail(&format!("updating {}: {error}", path.display())),
         }

@@ -1,8 +1,12 @@
 //! Turning results into tables (terminal and Markdown), CSV files, SVG charts, a summary of
-//! where dualmap leads and trails, and the generated sections of BENCHMARKS.md.
+//! where dualmap leads and trails, the table of the write-path targets, and the generated
+//! sections of BENCHMARKS.md.
 
+use crate::cost::Cost;
+use crate::latency::{Latency, PERCENTILES};
+use crate::memory::Memory;
 use crate::svg::{self, Bars, Panel, Series};
-use crate::workloads::{self, Dist, GoWorkload, MapKind, Mix};
+use crate::workloads::{self, Dist, GoWorkload, MapKind, Mix, WriteLoad};
 use crate::{GoRow, MixRow, Plan, Results, WriteRow};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -278,14 +282,63 @@ pub struct Generated<'a> {
     info: &'a RunInfo,
 }
 
-const BLOCKS: [&str; 6] = [
+/// The generated sections of BENCHMARKS.md, by marker name.
+const BLOCKS: [&str; 10] = [
     "run",
     "summary",
+    "targets",
     "go",
     "mixes",
+    "writes",
+    "latency",
+    "memory",
+    "cost-model",
     "write-scaling",
-    "instructions",
 ];
+
+/// The cost-model operations, in table order, with their column names.
+const COST_OPERATIONS: [(&str, &str); 7] = [
+    ("get_hit", "get hit"),
+    ("get_miss", "get miss"),
+    ("overwrite", "overwrite"),
+    ("insert_new", "insert new"),
+    ("remove", "remove"),
+    ("iterate", "iterate (per key)"),
+    ("rebuild", "rebuild (per key)"),
+];
+
+/// One target of the write-path issues, checked against this run.
+struct Target {
+    issue: &'static str,
+    what: String,
+    /// What this run measured (`None`: the run did not measure it).
+    measured: Option<String>,
+    met: Option<bool>,
+}
+
+impl Target {
+    fn new(issue: &'static str, what: impl Into<String>) -> Self {
+        Target {
+            issue,
+            what: what.into(),
+            measured: None,
+            met: None,
+        }
+    }
+
+    /// Sets the measured figure and whether it meets the target.
+    fn measured(mut self, figure: Option<(String, bool)>) -> Self {
+        if let Some((measured, met)) = figure {
+            self.measured = Some(measured);
+            self.met = Some(met);
+        }
+        self
+    }
+}
+
+fn us(nanos: f64) -> String {
+    format!("{} µs", fmt_value(nanos / 1000.0))
+}
 
 impl<'a> Generated<'a> {
     pub fn new(plan: &'a Plan, results: &'a Results, info: &'a RunInfo) -> Self {
@@ -302,7 +355,12 @@ impl<'a> Generated<'a> {
 
     /// The maps of Go's workloads and the write-scaling benchmark (not the `Reader` path).
     fn go_maps(&self) -> impl Iterator<Item = MapKind> + '_ {
-        self.maps().filter(|map| !map.mixes_only())
+        self.plan.go_maps()
+    }
+
+    /// The largest thread count of the mixes and write workloads.
+    fn max_threads(&self) -> usize {
+        self.plan.mix_threads.iter().copied().max().unwrap_or(1)
     }
 
     fn go_row(&self, workload: GoWorkload, map: MapKind, threads: usize) -> Option<&GoRow> {
@@ -346,7 +404,7 @@ impl<'a> Generated<'a> {
 
     fn mops(&self, mix: Mix, dist: Dist, size: u64, map: MapKind, threads: usize) -> Option<f64> {
         self.mix_row(mix, dist, size, map, threads)
-            .map(MixRow::mops)
+            .map(|row| row.throughput.mops())
     }
 
     fn mix_ratio(
@@ -386,6 +444,56 @@ impl<'a> Generated<'a> {
             .iter()
             .find(|row| row.map == map && row.parked == parked)
             .map(WriteRow::ns_per_op)
+    }
+
+    fn load_mops(&self, load: WriteLoad, map: MapKind, threads: usize) -> Option<f64> {
+        self.results
+            .write_loads
+            .iter()
+            .find(|row| row.load == load && row.map == map && row.threads == threads)
+            .map(|row| row.throughput.mops())
+    }
+
+    fn load_ratio(&self, load: WriteLoad, map: MapKind, threads: usize) -> Option<f64> {
+        Some(self.load_mops(load, map, threads)? / self.load_mops(load, BASELINE, threads)?)
+    }
+
+    fn latency(&self, map: MapKind) -> Option<&Latency> {
+        self.results
+            .latency
+            .iter()
+            .find(|row| row.map == map)
+            .map(|row| &row.latency)
+    }
+
+    fn memory(&self, map: MapKind) -> Option<&Memory> {
+        self.results
+            .memory
+            .iter()
+            .find(|row| row.map == map)
+            .map(|row| &row.memory)
+    }
+
+    /// The cost model's rows, if it ran.
+    fn costs(&self) -> &[Cost] {
+        match &self.results.cost {
+            Some(Ok(rows)) => rows,
+            _ => &[],
+        }
+    }
+
+    fn cost(&self, map: &str, operation: &str, keys: u64) -> Option<&Cost> {
+        self.costs()
+            .iter()
+            .find(|c| c.map == map && c.operation == operation && c.keys == keys)
+    }
+
+    /// The map sizes of the cost model, ascending.
+    fn cost_sizes(&self) -> Vec<u64> {
+        let mut sizes: Vec<u64> = self.costs().iter().map(|c| c.keys).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
     }
 
     fn parked(&self) -> Vec<usize> {
@@ -535,6 +643,402 @@ impl<'a> Generated<'a> {
         })
     }
 
+    fn write_load_tables(&self) -> Vec<Table> {
+        if self.results.write_loads.is_empty() {
+            return Vec::new();
+        }
+        let maps: Vec<MapKind> = self.plan.writing_maps().collect();
+        self.plan
+            .write_loads
+            .iter()
+            .map(|&load| {
+                let mut header = vec!["threads".to_string()];
+                header.extend(maps.iter().map(|map| map.name().to_string()));
+                let rows = self
+                    .plan
+                    .mix_threads
+                    .iter()
+                    .map(|&threads| {
+                        let mut row = vec![threads.to_string()];
+                        row.extend(maps.iter().map(|&map| {
+                            self.load_mops(load, map, threads).map_or("-".into(), |mops| {
+                                let ratio = (map != BASELINE)
+                                    .then(|| self.load_ratio(load, map, threads))
+                                    .flatten();
+                                cell(mops, ratio, None)
+                            })
+                        }));
+                        row
+                    })
+                    .collect();
+                Table {
+                    title: format!("Write workload {}: {}", load.name(), load.describe()),
+                    note: format!(
+                        "Each cell: Mops/s, all threads together (higher is better), then (ratio to \
+                         dashmap). Prefilled maps hold {} keys.",
+                        self.plan.write_keys
+                    ),
+                    header,
+                    rows,
+                }
+            })
+            .collect()
+    }
+
+    fn latency_table(&self) -> Option<Table> {
+        if self.results.latency.is_empty() {
+            return None;
+        }
+        let mut header = vec!["map".to_string()];
+        header.extend(PERCENTILES.iter().map(|(name, _)| name.to_string()));
+        header.push("max".into());
+        header.push("operations timed".into());
+        let base = self.latency(BASELINE);
+        let rows = self
+            .results
+            .latency
+            .iter()
+            .map(|row| {
+                let mut cells = vec![row.map.name().to_string()];
+                let values = row
+                    .latency
+                    .percentiles
+                    .iter()
+                    .copied()
+                    .chain([row.latency.max]);
+                let bases = base.map(|b| b.percentiles.iter().copied().chain([b.max]));
+                let mut bases: Box<dyn Iterator<Item = Option<f64>>> = match bases {
+                    Some(bases) if row.map != BASELINE => Box::new(bases.map(Some)),
+                    _ => Box::new(std::iter::repeat(None)),
+                };
+                for value in values {
+                    let ratio = bases.next().flatten().map(|b| b / value);
+                    cells.push(match ratio {
+                        Some(r) => format!("{} ({})", us(value), fmt_ratio(r)),
+                        None => us(value),
+                    });
+                }
+                cells.push(row.latency.ops.to_string());
+                cells
+            })
+            .collect();
+        Some(Table {
+            title: format!(
+                "Latency: the {} mix on {} prefilled keys, {} threads, every operation timed",
+                crate::latency::MIX.name(),
+                self.plan.latency_keys,
+                self.plan.latency_threads()
+            ),
+            note: format!(
+                "Each cell: the time of one operation (lower is better), then (speed ratio to \
+                 dashmap: below 1 means slower). Percentiles are the median over {} repetitions \
+                 of {} ms; max is the slowest operation of any repetition.",
+                self.plan.repeats,
+                self.plan.latency_time.as_millis()
+            ),
+            header,
+            rows,
+        })
+    }
+
+    fn memory_table(&self) -> Option<Table> {
+        if self.results.memory.is_empty() {
+            return None;
+        }
+        let base = self.memory(BASELINE);
+        let entries = self.plan.memory_keys;
+        let header = vec![
+            "map".to_string(),
+            "bytes per entry, written once".to_string(),
+            format!("bytes per entry, after {entries} overwrites"),
+        ];
+        let size_cell = |value: Option<f64>, base: Option<f64>, map: MapKind| match value {
+            None => "-".to_string(),
+            Some(value) => match base {
+                Some(base) if map != BASELINE => {
+                    format!("{value:.1} ({:.2}x dashmap)", value / base)
+                }
+                _ => format!("{value:.1}"),
+            },
+        };
+        let rows = self
+            .results
+            .memory
+            .iter()
+            .map(|row| {
+                vec![
+                    row.map.name().to_string(),
+                    size_cell(
+                        Some(row.memory.written_once),
+                        base.map(|b| b.written_once),
+                        row.map,
+                    ),
+                    size_cell(
+                        row.memory.after_overwrites,
+                        base.and_then(|b| b.after_overwrites),
+                        row.map,
+                    ),
+                ]
+            })
+            .collect();
+        Some(Table {
+            title: format!("Memory: {entries} u64 -> u64 entries"),
+            note:
+                "Live heap bytes over entries, from a counting global allocator (lower is better), \
+                   then the size relative to dashmap's. Each map is built from empty by inserting \
+                   every key once (no capacity hint), then settled; the second column is taken \
+                   right after every key was overwritten once, garbage not yet reclaimed included."
+                    .into(),
+            header,
+            rows,
+        })
+    }
+
+    fn cost_table(&self) -> Option<Table> {
+        let sizes = self.cost_sizes();
+        if sizes.is_empty() {
+            return None;
+        }
+        let mut header = vec!["map".to_string(), "keys".to_string()];
+        header.extend(COST_OPERATIONS.iter().map(|(_, name)| name.to_string()));
+        let mut rows = Vec::new();
+        let mut maps: Vec<&str> = Vec::new();
+        for cost in self.costs() {
+            if cost.map != "loop" && !maps.contains(&cost.map.as_str()) {
+                maps.push(&cost.map);
+            }
+        }
+        for map in maps {
+            for &keys in &sizes {
+                let mut row = vec![map.to_string(), size_name(keys)];
+                row.extend(COST_OPERATIONS.iter().map(|(operation, _)| {
+                    self.cost(map, operation, keys).map_or("-".into(), |c| {
+                        format!("{:.0} / {:.1}", c.instructions, c.lines)
+                    })
+                }));
+                rows.push(row);
+            }
+        }
+        let overhead = self
+            .costs()
+            .iter()
+            .find(|c| c.map == "loop")
+            .map_or(String::new(), |c| {
+                format!(
+                    " The loop around each operation (drawing the key, checking the result) costs \
+                     {:.0} instructions and {:.1} lines on its own; it is included in every cell.",
+                    c.instructions, c.lines
+                )
+            });
+        Some(Table {
+            title: "Cost model: instructions / cache lines per operation (callgrind, one thread)".into(),
+            note: format!(
+                "From `cargo run --release --example instructions`: instructions, then L1 data read \
+                 misses in callgrind's cache model (32 KiB 8-way L1, 64-byte lines), a deterministic \
+                 proxy for the cache lines an operation fetches on a map too large for the caches. \
+                 Keys are visited in a scattered order; dualmap is settled (every key promoted).{overhead}"
+            ),
+            header,
+            rows,
+        })
+    }
+
+    /// The targets of the write-path issues (#11 entries and reclamation, #12 no cliffs),
+    /// each with this run's figure.
+    fn targets(&self) -> Vec<Target> {
+        let threads = self.max_threads();
+        let dual = MapKind::DualMap;
+        let small = self.cost_sizes().first().copied();
+        let large = self
+            .cost_sizes()
+            .last()
+            .copied()
+            .filter(|&l| Some(l) != small);
+        let cost_at = |map: &str, op: &str, keys: Option<u64>, lines: bool, limit: f64| {
+            let keys = keys?;
+            let c = self.cost(map, op, keys)?;
+            let value = if lines { c.lines } else { c.instructions };
+            let unit = if lines { "lines" } else { "instructions" };
+            Some((
+                format!("{value:.1} {unit} at {}", size_name(keys)),
+                value <= limit,
+            ))
+        };
+        let at_least = |ratio: Option<f64>, limit: f64| {
+            ratio.map(|r| (format!("{}x dashmap", fmt_ratio(r)), r >= limit))
+        };
+        let rwlock_times = |workloads: &[GoWorkload], threads: usize, limit: f64| {
+            let times: Vec<(GoWorkload, f64)> = workloads
+                .iter()
+                .filter_map(|&w| Some((w, self.go_ratio(w, MapKind::RwLock, dual, threads)?)))
+                .collect();
+            (!times.is_empty()).then(|| {
+                let text = times
+                    .iter()
+                    .map(|(w, t)| format!("{} {}x", w.name(), fmt_ratio(*t)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (text, times.iter().all(|(_, t)| *t <= limit))
+            })
+        };
+        let latency_vs = |pick: fn(&Latency) -> f64| {
+            let (mine, base) = (self.latency(dual)?, self.latency(BASELINE)?);
+            let ratio = pick(mine) / pick(base);
+            Some((
+                format!(
+                    "{} vs {} ({}x)",
+                    us(pick(mine)),
+                    us(pick(base)),
+                    fmt_ratio(ratio)
+                ),
+                ratio <= 2.0,
+            ))
+        };
+        let exchange = {
+            let size = self
+                .plan
+                .sizes
+                .iter()
+                .copied()
+                .min_by_key(|&size| size.abs_diff(100_000));
+            size.and_then(|size| {
+                let r =
+                    self.mix_ratio(Mix::Exchange, Dist::Uniform, size, dual, BASELINE, threads)?;
+                Some((
+                    format!("{}x dashmap (uniform, {})", fmt_ratio(r), size_name(size)),
+                    r >= 0.5,
+                ))
+            })
+        };
+        let above = {
+            let times: Vec<(GoWorkload, f64)> = GoWorkload::ALL
+                .iter()
+                .filter_map(|&w| Some((w, self.go_ratio(w, MapKind::RwLock, dual, threads)?)))
+                .collect();
+            (!times.is_empty()).then(|| {
+                let over: Vec<String> = times
+                    .iter()
+                    .filter(|(_, t)| *t > 1.5)
+                    .map(|(w, t)| format!("{} {}x", w.name(), fmt_ratio(*t)))
+                    .collect();
+                let text = if over.is_empty() {
+                    format!("none of {}", times.len())
+                } else {
+                    format!("{} of {}: {}", over.len(), times.len(), over.join(", "))
+                };
+                (text, over.is_empty())
+            })
+        };
+        let bytes = self.memory(dual).zip(self.memory(BASELINE)).map(|(m, b)| {
+            let ratio = m.written_once / b.written_once;
+            (
+                format!(
+                    "{:.1} vs {:.1} bytes ({}x)",
+                    m.written_once,
+                    b.written_once,
+                    fmt_ratio(ratio)
+                ),
+                ratio <= 2.0,
+            )
+        });
+        vec![
+            Target::new("#11", "overwrite of an existing key: at most 200 instructions")
+                .measured(cost_at("dualmap", "overwrite", small, false, 200.0)),
+            Target::new("#11", "overwrite of an existing key: at most 3 cache lines at 1M keys")
+                .measured(cost_at("dualmap", "overwrite", large, true, 3.0)),
+            Target::new("#11", format!("overwrite-disjoint, {threads} threads: at least 1.0x dashmap"))
+                .measured(at_least(self.load_ratio(WriteLoad::OverwriteDisjoint, dual, threads), 1.0)),
+            Target::new("#11", "overwrite-disjoint, 1 thread: at least 0.5x dashmap")
+                .measured(at_least(self.load_ratio(WriteLoad::OverwriteDisjoint, dual, 1), 0.5)),
+            Target::new(
+                "#11",
+                format!(
+                    "SwapMostlyHits, SwapCollision, CompareAndSwapMostlyHits, \
+                     CompareAndDeleteMostlyHits, {threads} threads: at most 1.5x RwLock<HashMap>'s ns/op"
+                ),
+            )
+            .measured(rwlock_times(
+                &[
+                    GoWorkload::SwapMostlyHits,
+                    GoWorkload::SwapCollision,
+                    GoWorkload::CompareAndSwapMostlyHits,
+                    GoWorkload::CompareAndDeleteMostlyHits,
+                ],
+                threads,
+                1.5,
+            )),
+            Target::new("#11", "get hit at 1M keys: at most 3 cache lines (get)")
+                .measured(cost_at("dualmap", "get_hit", large, true, 3.0)),
+            Target::new("#11", "get hit at 1M keys: at most 3 cache lines (Reader)")
+                .measured(cost_at("dualmap-reader", "get_hit", large, true, 3.0)),
+            Target::new("#11", "get hit: at most 140 instructions, loop included")
+                .measured(cost_at("dualmap", "get_hit", small, false, 140.0)),
+            Target::new("#11", "Reader::get hit: no worse than about 68 instructions")
+                .measured(cost_at("dualmap-reader", "get_hit", small, false, 68.0)),
+            Target::new("#11", "bytes per entry, write-once map: at most 2x dashmap's")
+                .measured(bytes),
+            Target::new("#12", "latency: slowest operation at most 2x dashmap's")
+                .measured(latency_vs(|l| l.max)),
+            Target::new("#12", "latency: p99.99 at most 2x dashmap's")
+                .measured(latency_vs(|l| l.percentiles[3])),
+            Target::new("#12", "insert of a new key: at most 350 instructions")
+                .measured(cost_at("dualmap", "insert_new", small, false, 350.0)),
+            Target::new("#12", format!("grow, {threads} threads: at least 0.7x dashmap"))
+                .measured(at_least(self.load_ratio(WriteLoad::Grow, dual, threads), 0.7)),
+            Target::new("#12", format!("churn, {threads} threads: at least 1.0x dashmap"))
+                .measured(at_least(self.load_ratio(WriteLoad::Churn, dual, threads), 1.0)),
+            Target::new("#12", format!("exchange, {threads} threads: at least 0.5x dashmap"))
+                .measured(exchange),
+            Target::new(
+                "#12",
+                format!("Go's workloads, {threads} threads: none above 1.5x RwLock<HashMap>'s ns/op"),
+            )
+            .measured(above),
+            Target::new(
+                "#12",
+                "SwapMostlyMisses, LoadAndDeleteCollision, 1 thread: at most 3x RwLock<HashMap>'s ns/op",
+            )
+            .measured(rwlock_times(
+                &[GoWorkload::SwapMostlyMisses, GoWorkload::LoadAndDeleteCollision],
+                1,
+                3.0,
+            )),
+        ]
+    }
+
+    fn target_table(&self) -> Table {
+        let targets = self.targets();
+        let met = targets.iter().filter(|t| t.met == Some(true)).count();
+        let measured = targets.iter().filter(|t| t.met.is_some()).count();
+        Table {
+            title: format!("Write-path targets: {met} of {measured} measured targets met"),
+            note: "The targets of issues #11 (entries and reclamation) and #12 (no cliffs), each with \
+                   this run's figure. \"x RwLock<HashMap>'s ns/op\" is dualmap's time over \
+                   RwLock<HashMap>'s (lower is better); \"x dashmap\" is a speed ratio (higher is \
+                   better) except for bytes and latency, which are dualmap's over dashmap's. The \
+                   session-validator target of #12 is measured by its example, not here."
+                .into(),
+            header: ["issue", "target", "this run", "met"]
+                .map(String::from)
+                .to_vec(),
+            rows: targets
+                .into_iter()
+                .map(|t| {
+                    vec![
+                        t.issue.to_string(),
+                        t.what,
+                        t.measured.unwrap_or_else(|| "not measured in this run".into()),
+                        match t.met {
+                            Some(true) => "yes".into(),
+                            Some(false) => "**no**".into(),
+                            None => "-".into(),
+                        },
+                    ]
+                })
+                .collect(),
+        }
+    }
+
     /// Where dualmap leads and trails, as Markdown bullets.
     fn summary(&self) -> String {
         let mut out = String::new();
@@ -675,6 +1179,63 @@ impl<'a> Generated<'a> {
                 );
             }
         }
+        if !self.results.write_loads.is_empty() {
+            let threads = self.max_threads();
+            let loads: Vec<String> = self
+                .plan
+                .write_loads
+                .iter()
+                .filter_map(|&load| {
+                    let lowest = self.plan.mix_threads.iter().copied().min()?;
+                    let mut text = format!(
+                        "{} {}x",
+                        load.name(),
+                        fmt_ratio(self.load_ratio(load, dual, threads)?)
+                    );
+                    if lowest != threads {
+                        let _ = write!(
+                            text,
+                            " ({lowest} thread(s): {}x)",
+                            fmt_ratio(self.load_ratio(load, dual, lowest)?)
+                        );
+                    }
+                    Some(text)
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "- **Write workloads, {threads} thread(s)**, dualmap's throughput over dashmap's: {}.",
+                loads.join(", ")
+            );
+        }
+        if let (Some(mine), Some(base)) = (self.latency(dual), self.latency(BASELINE)) {
+            let _ = writeln!(
+                out,
+                "- **Latency** ({} mix, {} keys): dualmap's p99.99 {} and slowest operation {}, \
+                 against dashmap's {} and {}.",
+                crate::latency::MIX.name(),
+                size_name(self.plan.latency_keys),
+                us(mine.percentiles[3]),
+                us(mine.max),
+                us(base.percentiles[3]),
+                us(base.max)
+            );
+        }
+        if let (Some(mine), Some(base)) = (self.memory(dual), self.memory(BASELINE)) {
+            let _ = writeln!(
+                out,
+                "- **Memory**: dualmap {:.1} bytes per entry written once ({:.2}x dashmap's {:.1}){}.",
+                mine.written_once,
+                mine.written_once / base.written_once,
+                base.written_once,
+                mine.after_overwrites
+                    .zip(base.after_overwrites)
+                    .map_or(String::new(), |(m, b)| format!(
+                        ", {m:.1} after overwriting every key ({:.2}x dashmap's {b:.1})",
+                        m / b
+                    ))
+            );
+        }
         let parked = self.parked();
         if let (Some(&lo), Some(&hi)) = (parked.first(), parked.last()) {
             let growth: Vec<String> = self
@@ -710,9 +1271,22 @@ impl<'a> Generated<'a> {
         for table in self.mix_tables() {
             out.push_str(&table.text());
         }
-        if let Some(table) = self.write_table() {
+        for table in self.write_load_tables() {
             out.push_str(&table.text());
         }
+        let optional = [
+            self.latency_table(),
+            self.memory_table(),
+            self.cost_table(),
+            self.write_table(),
+        ];
+        for table in optional.into_iter().flatten() {
+            out.push_str(&table.text());
+        }
+        if let Some(Err(why)) = &self.results.cost {
+            let _ = writeln!(out, "\nCost model: {why}");
+        }
+        out.push_str(&self.target_table().text());
         let _ = write!(
             out,
             "\nSummary (ratios are speed ratios to dashmap; > 1: dualmap is faster)\n{}",
@@ -793,6 +1367,32 @@ impl<'a> Generated<'a> {
         }
     }
 
+    fn write_loads_block(&self, charts: &str) -> String {
+        let mut out = String::new();
+        for table in self.write_load_tables() {
+            out.push_str(&table.markdown("###"));
+            out.push('\n');
+        }
+        if !self.results.write_loads.is_empty() {
+            let _ = writeln!(out, "![write workloads]({charts}write_workloads.svg)");
+        }
+        out
+    }
+
+    fn latency_block(&self, charts: &str) -> String {
+        self.latency_table().map_or(String::new(), |table| {
+            format!(
+                "{}\n![latency]({charts}latency.svg)\n",
+                table.markdown("###")
+            )
+        })
+    }
+
+    /// A Markdown table, or nothing.
+    fn table_block(table: Option<Table>) -> String {
+        table.map_or(String::new(), |table| table.markdown("###"))
+    }
+
     fn charts(&self) -> Vec<(String, String)> {
         let mut charts = Vec::new();
         let go_maps: Vec<MapKind> = self.go_maps().collect();
@@ -832,12 +1432,7 @@ impl<'a> Generated<'a> {
             }
         }
         if !self.results.mixes.is_empty() {
-            let x_labels: Vec<String> = self
-                .plan
-                .mix_threads
-                .iter()
-                .map(|t| t.to_string())
-                .collect();
+            let x_labels = x_labels(&self.plan.mix_threads);
             for &mix in &self.plan.mix_list {
                 let mut panels = Vec::new();
                 for &dist in &self.plan.dists {
@@ -883,6 +1478,83 @@ impl<'a> Generated<'a> {
                     ),
                 ));
             }
+        }
+        if !self.results.write_loads.is_empty() {
+            let panels: Vec<Panel> = self
+                .plan
+                .write_loads
+                .iter()
+                .map(|&load| Panel {
+                    title: load.name().into(),
+                    series: self
+                        .plan
+                        .writing_maps()
+                        .map(|map| Series {
+                            name: map.name().into(),
+                            color: color(map),
+                            emphasis: map == MapKind::DualMap,
+                            dashed: false,
+                            points: self
+                                .plan
+                                .mix_threads
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(i, &t)| Some((i, self.load_mops(load, map, t)?)))
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            charts.push((
+                "write_workloads.svg".into(),
+                svg::line_panels(
+                    "Write workloads: throughput vs threads (higher is better)",
+                    &format!("{} · {}", self.info.cpu, self.info.date),
+                    &panels,
+                    panels.len(),
+                    &x_labels(&self.plan.mix_threads),
+                    "threads",
+                    "Mops/s",
+                ),
+            ));
+        }
+        if !self.results.latency.is_empty() {
+            let mut categories: Vec<String> = PERCENTILES
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect();
+            categories.push("max".into());
+            let bars: Vec<Bars> = self
+                .results
+                .latency
+                .iter()
+                .map(|row| Bars {
+                    name: row.map.name().into(),
+                    color: color(row.map),
+                    values: row
+                        .latency
+                        .percentiles
+                        .iter()
+                        .chain([&row.latency.max])
+                        .map(|&nanos| Some(nanos / 1000.0))
+                        .collect(),
+                })
+                .collect();
+            charts.push((
+                "latency.svg".into(),
+                svg::hbars_log(
+                    &format!(
+                        "Latency of one operation, {} mix on {} keys, {} threads (lower is better)",
+                        crate::latency::MIX.name(),
+                        size_name(self.plan.latency_keys),
+                        self.plan.latency_threads()
+                    ),
+                    &format!("{} · {}", self.info.cpu, self.info.date),
+                    &categories,
+                    &bars,
+                    "µs, log scale",
+                ),
+            ));
         }
         if !self.results.writes.is_empty() {
             let parked = self.parked();
@@ -951,9 +1623,9 @@ impl<'a> Generated<'a> {
                 row.size,
                 row.map.name(),
                 row.threads,
-                row.ops,
-                row.wall.as_nanos(),
-                row.mops(),
+                row.throughput.ops,
+                row.throughput.wall.as_nanos(),
+                row.throughput.mops(),
                 opt(self.mix_ratio(row.mix, row.dist, row.size, row.map, BASELINE, row.threads)),
                 opt(self.mix_ceiling(row.mix, row.dist, row.size, row.map, row.threads)),
             );
@@ -974,7 +1646,66 @@ impl<'a> Generated<'a> {
                     .map(|base| base / row.ns_per_op())),
             );
         }
+        let mut write_loads =
+            String::from("workload,map,threads,keys,ops,wall_ns,mops_per_s,ratio_to_dashmap\n");
+        for row in &self.results.write_loads {
+            let _ = writeln!(
+                write_loads,
+                "{},{},{},{},{},{},{:.3},{}",
+                row.load.name(),
+                row.map.name(),
+                row.threads,
+                self.plan.write_keys,
+                row.throughput.ops,
+                row.throughput.wall.as_nanos(),
+                row.throughput.mops(),
+                opt(self.load_ratio(row.load, row.map, row.threads)),
+            );
+        }
+        let mut latency = String::from("map,threads,keys,operations");
+        for (name, _) in PERCENTILES {
+            let _ = write!(latency, ",{name}_ns");
+        }
+        latency.push_str(",max_ns\n");
+        for row in &self.results.latency {
+            let _ = write!(
+                latency,
+                "{},{},{},{}",
+                row.map.name(),
+                self.plan.latency_threads(),
+                self.plan.latency_keys,
+                row.latency.ops
+            );
+            for value in row.latency.percentiles {
+                let _ = write!(latency, ",{value:.0}");
+            }
+            let _ = writeln!(latency, ",{:.0}", row.latency.max);
+        }
+        let mut memory = String::from(
+            "map,entries,bytes_per_entry_written_once,bytes_per_entry_after_overwrites\n",
+        );
+        for row in &self.results.memory {
+            let _ = writeln!(
+                memory,
+                "{},{},{:.2},{}",
+                row.map.name(),
+                self.plan.memory_keys,
+                row.memory.written_once,
+                row.memory
+                    .after_overwrites
+                    .map_or(String::new(), |b| format!("{b:.2}"))
+            );
+        }
         let mut files = Vec::new();
+        if !self.results.write_loads.is_empty() {
+            files.push(("write_workloads.csv", write_loads));
+        }
+        if !self.results.latency.is_empty() {
+            files.push(("latency.csv", latency));
+        }
+        if !self.results.memory.is_empty() {
+            files.push(("memory.csv", memory));
+        }
         if !self.results.go.is_empty() {
             files.push(("go_workloads.csv", go));
         }
@@ -987,14 +1718,28 @@ impl<'a> Generated<'a> {
         files
     }
 
-    fn block(&self, name: &str, charts: &str) -> String {
+    /// The generated section `name`, or `None` if its part did not run (BENCHMARKS.md then
+    /// keeps the section it has).
+    fn block(&self, name: &str, charts: &str) -> Option<String> {
+        let plan = self.plan;
         match name {
-            "run" => self.run_block(),
-            "summary" => self.summary(),
-            "go" => self.go_block(charts),
-            "mixes" => self.mixes_block(charts),
-            "write-scaling" => self.write_block(charts),
-            _ => String::new(),
+            "run" => Some(self.run_block()),
+            "summary" => Some(self.summary()),
+            "targets" => Some(self.target_table().markdown("###")),
+            "go" => plan.go.then(|| self.go_block(charts)),
+            "mixes" => plan.mixes.then(|| self.mixes_block(charts)),
+            "writes" => plan.writes.then(|| self.write_loads_block(charts)),
+            "latency" => plan.latency.then(|| self.latency_block(charts)),
+            "memory" => plan.memory.then(|| Self::table_block(self.memory_table())),
+            "cost-model" => self.cost_table().map(|table| {
+                format!(
+                    "{}\nCSV: `{}cost_model.csv`.\n",
+                    table.markdown("###"),
+                    charts
+                )
+            }),
+            "write-scaling" => plan.write_scaling.then(|| self.write_block(charts)),
+            _ => None,
         }
     }
 
@@ -1012,23 +1757,26 @@ impl<'a> Generated<'a> {
         for (name, title) in [
             ("run", "The run"),
             ("summary", "Summary"),
+            ("targets", "Write-path targets"),
             ("go", "Go's sync.Map workloads"),
             ("mixes", "Mixed workloads"),
+            ("writes", "Write workloads"),
+            ("latency", "Latency"),
+            ("memory", "Memory"),
+            ("cost-model", "Cost model"),
             ("write-scaling", "Write scaling"),
         ] {
-            let _ = write!(report, "## {title}\n\n{}\n", self.block(name, ""));
+            if let Some(block) = self.block(name, "") {
+                let _ = write!(report, "## {title}\n\n{block}\n");
+            }
         }
         std::fs::write(out.join("report.md"), report)
     }
 
-    /// Replaces the generated sections of BENCHMARKS.md at `path`, keeping everything between
-    /// them; writes the whole file from the template if it has no generated sections yet.
-    /// `instructions` replaces the instruction-count section when given.
-    pub fn update_benchmarks_md(
-        &self,
-        path: &Path,
-        instructions: Option<&str>,
-    ) -> std::io::Result<()> {
+    /// Replaces the generated sections of BENCHMARKS.md at `path` whose parts ran, keeping
+    /// everything between them; writes the whole file from the template if it has no
+    /// generated sections yet.
+    pub fn update_benchmarks_md(&self, path: &Path) -> std::io::Result<()> {
         let charts = relative_dir(path, &self.plan.out);
         let existing = std::fs::read_to_string(path).unwrap_or_default();
         let mut text = if existing.contains(&begin_marker("run")) {
@@ -1037,13 +1785,8 @@ impl<'a> Generated<'a> {
             TEMPLATE.to_string()
         };
         for name in BLOCKS {
-            let content = if name == "instructions" {
-                match instructions {
-                    Some(content) => content.to_string(),
-                    None => continue,
-                }
-            } else {
-                self.block(name, &charts)
+            let Some(content) = self.block(name, &charts) else {
+                continue;
             };
             text = replace_block(&text, name, &content).unwrap_or_else(|| {
                 eprintln!(
@@ -1055,6 +1798,10 @@ impl<'a> Generated<'a> {
         }
         std::fs::write(path, text)
     }
+}
+
+fn x_labels(threads: &[usize]) -> Vec<String> {
+    threads.iter().map(|t| t.to_string()).collect()
 }
 
 fn size_name(size: u64) -> String {
@@ -1105,43 +1852,6 @@ fn relative_dir(md: &Path, out: &Path) -> String {
     text
 }
 
-/// Runs `cargo run --release --example instructions` (valgrind's instruction counts) at
-/// the workspace root and returns its table as a Markdown code block, or `None` (with a
-/// warning) if it fails.
-pub fn instruction_counts(root: &Path) -> Option<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("running `cargo run --release --example instructions` (valgrind) ...");
-    let output = Command::new(cargo)
-        .args(["run", "--quiet", "--release", "--example", "instructions"])
-        .current_dir(root)
-        .output();
-    match output {
-        Ok(output) if output.status.success() => {
-            let table = String::from_utf8_lossy(&output.stdout);
-            if table.contains("n/a") {
-                eprintln!("warning: some instruction counts are n/a (is valgrind installed?)");
-            }
-            Some(format!(
-                "```text\n$ cargo run --release --example instructions\n{}```",
-                table
-            ))
-        }
-        Ok(output) => {
-            eprintln!(
-                "warning: the instruction counter failed; keeping the old section\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            None
-        }
-        Err(error) => {
-            eprintln!(
-                "warning: could not run cargo ({error}); keeping the old instruction section"
-            );
-            None
-        }
-    }
-}
-
 /// The skeleton of BENCHMARKS.md, used when the file has no generated sections yet.
 const TEMPLATE: &str = include_str!("benchmarks_template.md");
 
@@ -1179,6 +1889,53 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn targets_are_checked_against_the_run() {
+        use clap::Parser;
+        let plan = crate::plan(&crate::Args::parse_from(["dualmap-bench", "--quick"]));
+        let cost = |map: &str, operation: &str, keys: u64, instructions: f64, lines: f64| Cost {
+            map: map.into(),
+            operation: operation.into(),
+            keys,
+            instructions,
+            lines,
+        };
+        let results = Results {
+            cost: Some(Ok(vec![
+                cost("dualmap", "overwrite", 1_000, 150.0, 0.5),
+                cost("dualmap", "overwrite", 1_000_000, 5.0, 3.5),
+                cost("dualmap", "insert_new", 1_000, 351.0, 0.5),
+            ])),
+            ..Results::default()
+        };
+        let info = RunInfo::collect("test", Duration::ZERO, None);
+        let generated = Generated::new(&plan, &results, &info);
+        let verdicts: Vec<(String, Option<bool>)> = generated
+            .targets()
+            .into_iter()
+            .map(|t| (t.what, t.met))
+            .collect();
+        let verdict = |prefix: &str| {
+            verdicts
+                .iter()
+                .find(|(what, _)| what.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no target {prefix:?}"))
+                .1
+        };
+        assert_eq!(
+            verdict("overwrite of an existing key: at most 200"),
+            Some(true)
+        );
+        assert_eq!(
+            verdict("overwrite of an existing key: at most 3"),
+            Some(false)
+        );
+        assert_eq!(verdict("insert of a new key"), Some(false));
+        assert_eq!(verdict("grow"), None, "not measured");
+        let table = generated.target_table().markdown("###");
+        assert!(table.contains("1 of 3 measured targets met"), "{table}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The workloads, shared word for word by the criterion bench `benches/go_workloads.rs` (which
 //! includes this file with `#[path]`) and the `dualmap-bench` harness: the maps under test
 //! behind one trait ([`BenchMap`]), Go's 24 `sync.Map` benchmark workloads ([`GoWorkload`],
-//! [`run_go`]), the mixed workloads ([`Mix`], [`run_mix`]) and the write-scaling benchmark
-//! ([`run_write_scaling`]).
+//! [`run_go`]), the mixed workloads ([`Mix`], [`run_mix`]), the write workloads
+//! ([`WriteLoad`], [`run_write_load`]), the timed phases they share ([`run_phase`],
+//! [`median_phase`]) and the write-scaling benchmark ([`run_write_scaling`]).
 //!
 //! Keys and values are `u64`; every map hashes with `ahash::RandomState`. Every runner is
 //! generic over the map type, so the per-operation code is monomorphised for each map (no
@@ -1265,7 +1266,7 @@ impl KeyStreams {
                 (0..len)
                     .map(|_| match &zipf {
                         Some(zipf) => zipf.sample(rng.next_f64()),
-                        None => ((rng.next_u64() >> 32) * size) >> 32,
+                        None => below(&mut rng, size),
                     })
                     .collect()
             })
@@ -1320,35 +1321,162 @@ impl FreshKeys {
     }
 }
 
-/// What one timed phase of a mix did.
+/// What one timed phase did.
 #[derive(Clone, Debug)]
-pub struct MixOutcome {
+pub struct Throughput {
     /// Operations done by all threads.
     pub ops: u64,
     /// Wall time from the first thread's start to the last thread's end.
     pub wall: Duration,
 }
 
+impl Throughput {
+    fn per_second(&self) -> f64 {
+        self.ops as f64 / self.wall.as_secs_f64()
+    }
+
+    /// Millions of operations per second, all threads together.
+    pub fn mops(&self) -> f64 {
+        self.per_second() / 1e6
+    }
+}
+
 /// Operations between two looks at the stop flag.
 const BATCH: u64 = 256;
 
-struct ThreadOutcome {
-    span: (Instant, Instant),
-    ops: u64,
+/// The start line and the stop flag shared by the threads of one timed phase.
+#[derive(Debug)]
+pub struct Gate {
+    barrier: Barrier,
+    stop: AtomicBool,
+}
+
+impl Gate {
+    /// Waits until every worker has done its untimed setup and the timer is ready; returns
+    /// the worker's start time.
+    pub fn start(&self) -> Instant {
+        self.barrier.wait();
+        Instant::now()
+    }
+
+    /// False once the phase's time is up (checked every [`BATCH`] operations).
+    pub fn running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Starts, then calls `step` (which does `ops_per_step` operations) until the phase's
+    /// time is up, looking at the stop flag about every [`BATCH`] operations. Returns the
+    /// operations done and the worker's (start, end).
+    fn work(&self, ops_per_step: u64, mut step: impl FnMut()) -> (u64, (Instant, Instant)) {
+        let steps = (BATCH / ops_per_step).max(1);
+        let mut ops = 0u64;
+        let begin = self.start();
+        while self.running() {
+            for _ in 0..steps {
+                step();
+            }
+            ops += steps * ops_per_step;
+        }
+        (ops, (begin, Instant::now()))
+    }
+}
+
+/// One timed phase: `threads` workers (worker `t` gets `t` and the gate) that do their setup,
+/// call [`Gate::start`] and work while [`Gate::running`]; the phase lasts `duration` from the
+/// moment all of them have started. Returns what the workers returned, in thread order.
+///
+/// # Panics
+/// If a worker panicked.
+pub fn run_phase<T: Send>(
+    threads: usize,
+    duration: Duration,
+    worker: impl Fn(usize, &Gate) -> T + Sync,
+) -> Vec<T> {
+    let gate = &Gate {
+        barrier: Barrier::new(threads + 1),
+        stop: AtomicBool::new(false),
+    };
+    let worker = &worker;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| scope.spawn(move || worker(thread, gate)))
+            .collect();
+        gate.barrier.wait();
+        std::thread::sleep(duration);
+        gate.stop.store(true, Ordering::Relaxed);
+        workers
+            .into_iter()
+            .map(|worker| worker.join().expect("worker panicked"))
+            .collect()
+    })
+}
+
+/// An untimed warm-up phase of `warm_up` (skipped if zero), then `repeats` timed phases of
+/// `duration`; returns the phase of median throughput, robust to a phase that another process
+/// on the machine interrupted. `phase(duration, number)` runs one phase; the warm-up is
+/// number 1.
+pub fn median_phase(
+    warm_up: Duration,
+    duration: Duration,
+    repeats: usize,
+    mut phase: impl FnMut(Duration, u64) -> Throughput,
+) -> Throughput {
+    if !warm_up.is_zero() {
+        phase(warm_up, 1);
+    }
+    let mut phases: Vec<Throughput> = (0..repeats.max(1) as u64)
+        .map(|number| phase(duration, 2 + number))
+        .collect();
+    phases.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    phases.swap_remove(phases.len() / 2)
+}
+
+/// Sums the operations of the workers of one phase and takes the wall time from the first
+/// start to the last end.
+fn throughput<'a>(workers: impl IntoIterator<Item = &'a (u64, (Instant, Instant))>) -> Throughput {
+    let (ops, spans): (Vec<u64>, Vec<(Instant, Instant)>) = workers.into_iter().copied().unzip();
+    Throughput {
+        ops: ops.iter().sum(),
+        wall: wall(&spans),
+    }
+}
+
+/// A hook called around the operations of a mix: nothing for the throughput runs (`()`, which
+/// compiles to nothing), a per-operation timer for the latency part.
+pub trait OpClock: Send {
+    /// Timing starts at `at`.
+    fn start(&mut self, at: Instant);
+    /// One operation has just finished.
+    fn lap(&mut self);
+}
+
+impl OpClock for () {
+    #[inline(always)]
+    fn start(&mut self, _at: Instant) {}
+    #[inline(always)]
+    fn lap(&mut self) {}
+}
+
+/// What one worker of a mix phase did.
+pub struct MixWorker<C> {
+    /// Operations and the worker's (start, end).
+    timed: (u64, (Instant, Instant)),
     reads: u64,
     hits: u64,
     leftovers: VecDeque<u64>,
+    /// The worker's clock, for the caller to read.
+    pub clock: C,
 }
 
 #[inline(never)]
-fn mix_thread<M: BenchMap>(
+fn mix_thread<M: BenchMap, C: OpClock>(
     map: &M,
     mix: Mix,
     keys: &[u64],
     seed: u64,
-    barrier: &Barrier,
-    stop: &AtomicBool,
-) -> ThreadOutcome {
+    gate: &Gate,
+    mut clock: C,
+) -> MixWorker<C> {
     let mask = keys.len() - 1;
     let mut rng = SplitMix64::new(seed);
     let mut position = rng.next_u64() as usize & mask;
@@ -1359,20 +1487,21 @@ fn mix_thread<M: BenchMap>(
     let (mut ops, mut reads, mut hits) = (0u64, 0u64, 0u64);
     // dualmap's `Reader` for `ViaReader`, nothing for the other maps: created before timing.
     let mut local = map.local();
-    barrier.wait();
-    let begin = Instant::now();
+    let begin = gate.start();
+    clock.start(begin);
     if mix == Mix::ReadOnly {
-        while !stop.load(Ordering::Relaxed) {
+        while gate.running() {
             for _ in 0..BATCH {
                 let key = keys[position];
                 position = (position + 1) & mask;
                 hits += u64::from(map.load_local(&mut local, key).is_some());
+                clock.lap();
             }
             ops += BATCH;
         }
         reads = ops;
     } else {
-        while !stop.load(Ordering::Relaxed) {
+        while gate.running() {
             for _ in 0..BATCH {
                 let roll = rng.next_thousandth();
                 let key = keys[position];
@@ -1392,25 +1521,25 @@ fn mix_thread<M: BenchMap>(
                         None => map.delete(fresh.peek()), // absent: a miss
                     }
                 }
+                clock.lap();
             }
             ops += BATCH;
         }
     }
-    ThreadOutcome {
-        span: (begin, Instant::now()),
-        ops,
+    MixWorker {
+        timed: (ops, (begin, Instant::now())),
         reads,
         hits,
         leftovers: own,
+        clock,
     }
 }
 
 /// Runs `mix` on `map` (which must hold exactly the keys `0..keys.size`) with `threads`
 /// threads: an untimed warm-up of `warm_up`, then `repeats` timed phases of `duration` each,
-/// and returns the phase of median throughput (robust to a phase that another process on
-/// the machine interrupted). Keys left over by the mix's inserts are removed after each
-/// phase (untimed), so the map holds `0..keys.size` again and can be reused for the next
-/// configuration.
+/// and returns the phase of median throughput. Keys left over by the mix's inserts are
+/// removed after each phase (untimed), so the map holds `0..keys.size` again and can be
+/// reused for the next configuration.
 ///
 /// # Panics
 /// If `keys` serves fewer than `threads` threads, if the map is read-only and the mix
@@ -1423,67 +1552,234 @@ pub fn run_mix<M: BenchMap>(
     warm_up: Duration,
     duration: Duration,
     repeats: usize,
-) -> MixOutcome {
-    assert!(keys.threads() >= threads, "key streams for too few threads");
-    assert!(M::WRITES || mix.read_only(), "{} writes", mix.name());
-    if !warm_up.is_zero() {
-        mix_phase(map, mix, keys, threads, warm_up, 1);
-    }
-    let mut phases: Vec<MixOutcome> = (0..repeats.max(1) as u64)
-        .map(|phase| mix_phase(map, mix, keys, threads, duration, 2 + phase))
-        .collect();
-    phases.sort_by(|a, b| {
-        let rate = |o: &MixOutcome| o.ops as f64 / o.wall.as_secs_f64();
-        rate(a).total_cmp(&rate(b))
-    });
-    phases.swap_remove(phases.len() / 2)
+) -> Throughput {
+    median_phase(warm_up, duration, repeats, |duration, number| {
+        mix_phase(map, mix, keys, threads, duration, number, || ()).0
+    })
 }
 
-fn mix_phase<M: BenchMap>(
+/// One timed phase of `mix` (see [`run_mix`]) with a fresh clock from `clock` on each
+/// worker; returns the phase's throughput and the workers' clocks. `number` varies the
+/// workers' random choices from phase to phase.
+///
+/// # Panics
+/// As [`run_mix`].
+pub fn mix_phase<M: BenchMap, C: OpClock>(
     map: &M,
     mix: Mix,
     keys: &KeyStreams,
     threads: usize,
     duration: Duration,
-    phase: u64,
-) -> MixOutcome {
-    let barrier = &Barrier::new(threads + 1);
-    let stop = &AtomicBool::new(false);
-    let outcomes: Vec<ThreadOutcome> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|thread| {
-                let stream = &keys.streams[thread][..];
-                let seed = (phase << 56) ^ ((thread as u64) << 40) ^ keys.size;
-                scope.spawn(move || mix_thread(map, mix, stream, seed, barrier, stop))
-            })
-            .collect();
-        barrier.wait();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        workers
-            .into_iter()
-            .map(|worker| worker.join().expect("worker panicked"))
-            .collect()
+    number: u64,
+    clock: impl Fn() -> C + Sync,
+) -> (Throughput, Vec<C>) {
+    assert!(keys.threads() >= threads, "key streams for too few threads");
+    assert!(M::WRITES || mix.read_only(), "{} writes", mix.name());
+    let workers = run_phase(threads, duration, |thread, gate| {
+        let stream = &keys.streams[thread][..];
+        let seed = (number << 56) ^ ((thread as u64) << 40) ^ keys.size;
+        mix_thread(map, mix, stream, seed, gate, clock())
     });
-    let reads: u64 = outcomes.iter().map(|outcome| outcome.reads).sum();
-    let hits: u64 = outcomes.iter().map(|outcome| outcome.hits).sum();
+    let reads: u64 = workers.iter().map(|worker| worker.reads).sum();
+    let hits: u64 = workers.iter().map(|worker| worker.hits).sum();
     assert_eq!(
         hits,
         reads,
         "{}: a get of a prefilled key missed",
         mix.name()
     );
-    let spans: Vec<_> = outcomes.iter().map(|outcome| outcome.span).collect();
-    let ops = outcomes.iter().map(|outcome| outcome.ops).sum();
-    for outcome in outcomes {
-        for key in outcome.leftovers {
-            map.delete(key);
+    let outcome = throughput(workers.iter().map(|worker| &worker.timed));
+    let clocks = workers
+        .into_iter()
+        .map(|worker| {
+            for key in worker.leftovers {
+                map.delete(key);
+            }
+            worker.clock
+        })
+        .collect();
+    (outcome, clocks)
+}
+
+// ------------------------------------------------------------------------------------------
+// Write workloads
+// ------------------------------------------------------------------------------------------
+
+/// The workloads that only writes stress: sync.Map's second use case (threads overwriting
+/// disjoint keys), a map that only grows, and churn through a steady-size map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteLoad {
+    /// A full map; each thread overwrites random keys of its own slice of it.
+    OverwriteDisjoint,
+    /// The map starts empty; every operation inserts a key never seen before.
+    Grow,
+    /// Per step: insert a new key, remove the key this thread inserted [`CHURN_WINDOW`]
+    /// steps earlier, and read [`CHURN_READS`] random prefilled keys.
+    Churn,
+}
+
+/// How many steps a churned key lives.
+pub const CHURN_WINDOW: usize = 1024;
+/// Reads of prefilled keys per churn step.
+pub const CHURN_READS: u64 = 8;
+
+impl WriteLoad {
+    /// All three.
+    pub const ALL: [WriteLoad; 3] = [
+        WriteLoad::OverwriteDisjoint,
+        WriteLoad::Grow,
+        WriteLoad::Churn,
+    ];
+
+    /// The name used in tables, CSV files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteLoad::OverwriteDisjoint => "overwrite-disjoint",
+            WriteLoad::Grow => "grow",
+            WriteLoad::Churn => "churn",
         }
     }
-    MixOutcome {
-        ops,
-        wall: wall(&spans),
+
+    /// A one-line description for tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WriteLoad::OverwriteDisjoint => {
+                "each thread overwrites random keys of its own slice of a full map"
+            }
+            WriteLoad::Grow => "the map starts empty; every operation inserts a new key",
+            WriteLoad::Churn => {
+                "per step: insert a new key, remove this thread's key from 1,024 steps back, \
+                 read 8 random prefilled keys (10 operations)"
+            }
+        }
     }
+}
+
+/// Runs `load` with `threads` threads on a map of type `M`: an untimed warm-up of `warm_up`,
+/// then `repeats` timed phases of `duration`; returns the phase of median throughput.
+/// `keys` is the size of the prefilled map of `overwrite-disjoint` and `churn` (settled, and
+/// holding exactly `0..keys` again after each phase); `grow` starts every phase on a fresh
+/// empty map.
+///
+/// # Panics
+/// If `M` is read-only, if `keys` is smaller than `threads`, or if a churn read of a
+/// prefilled key missed.
+pub fn run_write_load<M: BenchMap>(
+    load: WriteLoad,
+    keys: u64,
+    threads: usize,
+    warm_up: Duration,
+    duration: Duration,
+    repeats: usize,
+) -> Throughput {
+    assert!(M::WRITES, "the frozen map cannot be written");
+    assert!(keys >= threads as u64, "fewer keys than threads");
+    match load {
+        WriteLoad::Grow => median_phase(warm_up, duration, repeats, |duration, _| {
+            let map = M::with_capacity(0);
+            let outcome = grow_phase(&map, threads, duration);
+            drop(map);
+            outcome
+        }),
+        WriteLoad::OverwriteDisjoint | WriteLoad::Churn => {
+            let map = &prefilled::<M>(keys);
+            median_phase(warm_up, duration, repeats, |duration, number| {
+                if load == WriteLoad::Churn {
+                    churn_phase(map, keys, threads, duration, number)
+                } else {
+                    overwrite_phase(map, keys, threads, duration, number)
+                }
+            })
+        }
+    }
+}
+
+/// [`run_write_load`] for the map `kind`.
+pub fn run_write_load_kind(
+    kind: MapKind,
+    load: WriteLoad,
+    keys: u64,
+    threads: usize,
+    warm_up: Duration,
+    duration: Duration,
+    repeats: usize,
+) -> Throughput {
+    with_map_type!(kind, M => run_write_load::<M>(load, keys, threads, warm_up, duration, repeats))
+}
+
+/// A uniform random number in `0..n`.
+#[inline]
+fn below(rng: &mut SplitMix64, n: u64) -> u64 {
+    ((rng.next_u64() >> 32) * n) >> 32
+}
+
+fn overwrite_phase<M: BenchMap>(
+    map: &M,
+    keys: u64,
+    threads: usize,
+    duration: Duration,
+    number: u64,
+) -> Throughput {
+    let workers = run_phase(threads, duration, |thread, gate| {
+        let t = thread as u64;
+        let first = keys * t / threads as u64;
+        let len = keys * (t + 1) / threads as u64 - first;
+        let mut rng = SplitMix64::new((number << 56) ^ (t << 40) ^ keys);
+        let mut value = 0u64;
+        gate.work(1, || {
+            value += 1;
+            map.store(first + below(&mut rng, len), value);
+        })
+    });
+    throughput(&workers)
+}
+
+fn grow_phase<M: BenchMap>(map: &M, threads: usize, duration: Duration) -> Throughput {
+    let workers = run_phase(threads, duration, |_, gate| {
+        let mut fresh = FreshKeys::default();
+        gate.work(1, || {
+            let key = fresh.take();
+            map.store(key, key);
+        })
+    });
+    throughput(&workers)
+}
+
+fn churn_phase<M: BenchMap>(
+    map: &M,
+    keys: u64,
+    threads: usize,
+    duration: Duration,
+    number: u64,
+) -> Throughput {
+    let workers = run_phase(threads, duration, |thread, gate| {
+        let mut rng = SplitMix64::new((number << 56) ^ ((thread as u64) << 40) ^ keys);
+        let mut fresh = FreshKeys::default();
+        // Untimed: the window is full from the first timed step, so every step removes.
+        let mut own: VecDeque<u64> = (0..CHURN_WINDOW)
+            .map(|_| {
+                let key = fresh.take();
+                map.store(key, key);
+                key
+            })
+            .collect();
+        let mut misses = 0u64;
+        let (ops, span) = gate.work(2 + CHURN_READS, || {
+            let new = fresh.take();
+            map.store(new, new);
+            own.push_back(new);
+            map.delete(own.pop_front().expect("the window is full"));
+            for _ in 0..CHURN_READS {
+                misses += u64::from(map.load(below(&mut rng, keys)).is_none());
+            }
+        });
+        for key in own {
+            map.delete(key);
+        }
+        assert_eq!(misses, 0, "churn: a get of a prefilled key missed");
+        (ops, span)
+    });
+    throughput(&workers)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1687,6 +1983,33 @@ mod tests {
             Duration::from_millis(2),
             1,
         );
+    }
+
+    #[test]
+    fn write_loads_run_on_every_writer_and_keep_the_prefilled_keys() {
+        for kind in MapKind::ALL {
+            if !kind.writes() || kind.mixes_only() {
+                continue;
+            }
+            for load in WriteLoad::ALL {
+                let outcome = run_write_load_kind(
+                    kind,
+                    load,
+                    64,
+                    2,
+                    Duration::from_millis(1),
+                    Duration::from_millis(2),
+                    2,
+                );
+                assert!(outcome.ops > 0, "{} {}", kind.name(), load.name());
+            }
+            with_map_type!(kind, M => {
+                let map = prefilled::<M>(100);
+                churn_phase(&map, 100, 2, Duration::from_millis(3), 2);
+                overwrite_phase(&map, 100, 3, Duration::from_millis(3), 2);
+                assert_eq!(key_set(&map), (0..100).collect::<Vec<_>>(), "{}", kind.name());
+            });
+        }
     }
 
     #[test]

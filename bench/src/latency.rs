@@ -1,0 +1,143 @@
+//! The `latency` part: what one operation can cost, not what operations cost on average. The
+//! 98/1/1 mix (`read-heavy`: gets of prefilled keys, inserts of new keys, removes of this
+//! thread's oldest inserted key) runs on a large prefilled map with every operation timed into
+//! an HDR histogram; a stall that an average hides (a rebuild under a lock, a resize, a
+//! reclamation pass) shows in the top percentiles and the maximum.
+
+use crate::workloads::{self, BenchMap, Dist, KeyStreams, MapKind, Mix, OpClock};
+use hdrhistogram::Histogram;
+use std::time::{Duration, Instant};
+
+/// The percentiles reported, with their column names.
+pub const PERCENTILES: [(&str, f64); 4] = [
+    ("p50", 50.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+    ("p99.99", 99.99),
+];
+
+/// The mix every latency run uses.
+pub const MIX: Mix = Mix::ReadHeavy;
+
+/// Times every operation of one worker: the time from the end of one operation to the end of
+/// the next, so one clock read per operation. The interval includes the loop's own work
+/// (drawing the key and the operation, about 5 ns) and the previous histogram update (a few
+/// ns), the same for every map.
+pub struct OpTimer {
+    histogram: Histogram<u64>,
+    last: Instant,
+}
+
+impl OpTimer {
+    fn new() -> Self {
+        OpTimer {
+            // 1 ns to 100 s at 3 significant digits.
+            histogram: Histogram::new_with_bounds(1, 100_000_000_000, 3)
+                .expect("valid histogram bounds"),
+            last: Instant::now(),
+        }
+    }
+}
+
+impl OpClock for OpTimer {
+    fn start(&mut self, at: Instant) {
+        self.last = at;
+    }
+
+    #[inline]
+    fn lap(&mut self) {
+        let now = Instant::now();
+        let nanos = u64::try_from((now - self.last).as_nanos()).unwrap_or(u64::MAX);
+        self.histogram.saturating_record(nanos.max(1));
+        self.last = now;
+    }
+}
+
+/// One map's latency: the median over the repetitions of each percentile, and the worst
+/// maximum of any repetition, in nanoseconds.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    /// The values of [`PERCENTILES`], in order.
+    pub percentiles: [f64; 4],
+    /// The slowest operation of all repetitions.
+    pub max: f64,
+    /// Operations timed, all repetitions together.
+    pub ops: u64,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Runs the latency mix on `map` (which holds exactly `0..keys.size`): an untimed warm-up
+/// phase of `warm_up`, then `repeats` timed phases of `duration` with `threads` threads.
+pub fn measure<M: BenchMap>(
+    map: &M,
+    keys: &KeyStreams,
+    threads: usize,
+    warm_up: Duration,
+    duration: Duration,
+    repeats: usize,
+) -> Latency {
+    if !warm_up.is_zero() {
+        workloads::mix_phase(map, MIX, keys, threads, warm_up, 1, || ());
+    }
+    let mut per_percentile: [Vec<f64>; 4] = Default::default();
+    let (mut max, mut ops) = (0u64, 0u64);
+    for number in 0..repeats.max(1) as u64 {
+        let (_, timers) =
+            workloads::mix_phase(map, MIX, keys, threads, duration, 2 + number, OpTimer::new);
+        let mut merged = timers[0].histogram.clone();
+        for timer in &timers[1..] {
+            merged.add(&timer.histogram).expect("same bounds");
+        }
+        for (values, (_, percentile)) in per_percentile.iter_mut().zip(PERCENTILES) {
+            values.push(merged.value_at_percentile(percentile) as f64);
+        }
+        max = max.max(merged.max());
+        ops += merged.len();
+    }
+    Latency {
+        percentiles: per_percentile.map(|mut values| median(&mut values)),
+        max: max as f64,
+        ops,
+    }
+}
+
+/// [`measure`] for the map `kind`, on a fresh map of `size` prefilled keys (uniform keys).
+pub fn measure_kind(
+    kind: MapKind,
+    size: u64,
+    threads: usize,
+    warm_up: Duration,
+    duration: Duration,
+    repeats: usize,
+) -> Latency {
+    let keys = KeyStreams::new(size, Dist::Uniform, threads);
+    workloads::with_map_type!(kind, M => {
+        let map = workloads::prefilled::<M>(size);
+        measure(&map, &keys, threads, warm_up, duration, repeats)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_is_timed() {
+        let latency = measure_kind(
+            MapKind::DualMap,
+            1_000,
+            2,
+            Duration::ZERO,
+            Duration::from_millis(5),
+            3,
+        );
+        assert!(latency.ops > 0);
+        let [p50, p99, p999, p9999] = latency.percentiles;
+        assert!(p50 >= 1.0 && p50 <= p99 && p99 <= p999 && p999 <= p9999);
+        assert!(p9999 <= latency.max);
+    }
+}
