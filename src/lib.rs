@@ -69,6 +69,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod bulk;
 mod dirty;
 pub mod docs;
 mod entry;

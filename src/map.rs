@@ -1,5 +1,6 @@
 //! The public map: hashes keys with the map's `BuildHasher` and delegates to the raw map.
 
+use crate::bulk::BulkLoad;
 use crate::entry::OwnedValue;
 use crate::iter::{Iter, Keys, Values};
 use crate::raw::RawMap;
@@ -7,6 +8,7 @@ use crate::reader::Reader;
 use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
+use std::convert::Infallible;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -337,6 +339,33 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
+    /// Inserts every pair, for maps built in bulk. Into a vacant map (no key, not even a
+    /// deleted one) the pairs are staged and published as the read snapshot in one step
+    /// (`bulk`): no key goes through the dirty map, and reads promote nothing. Stops at the
+    /// first `Err`, which it returns; the pairs staged until then are dropped, and a vacant
+    /// map stays vacant. Into any other map the pairs are inserted one by one. `capacity`:
+    /// how many pairs to make room for up front.
+    pub(crate) fn load_pairs<E>(
+        &mut self,
+        capacity: usize,
+        pairs: impl IntoIterator<Item = Result<(K, V), E>>,
+    ) -> Result<(), E> {
+        if !self.raw.is_vacant() {
+            for pair in pairs {
+                let (key, value) = pair?;
+                self.insert(key, value);
+            }
+            return Ok(());
+        }
+        let mut bulk = BulkLoad::with_capacity(capacity);
+        for pair in pairs {
+            let (key, value) = pair?;
+            bulk.push(self.hash(&key), key, value);
+        }
+        self.raw.publish_bulk(bulk.into_table());
+        Ok(())
+    }
+
     /// Hashes through `Hash::hash` and a fresh `Hasher`, never through an overridden
     /// `BuildHasher::hash_one`: ahash on a nightly compiler specializes `hash_one` for
     /// primitive types, so a `u64` and a key type whose `Hash` writes that `u64` would hash
@@ -585,7 +614,8 @@ where
     S: BuildHasher + Clone,
 {
     /// An independent copy of the keys and values present (as iterated by
-    /// [`DualMap::iter`]).
+    /// [`DualMap::iter`]). The copy is built in bulk: all its keys are in its read snapshot,
+    /// read without the lock from the start.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();
@@ -593,12 +623,14 @@ where
     /// let copy = map.clone();
     /// map.insert(1, 2);
     /// assert_eq!(copy.get_cloned(&1), Some(1));
+    /// assert_eq!(copy.stats().dirty_len, None); // nothing behind the mutex
     /// ```
     fn clone(&self) -> Self {
-        let copy = Self::with_capacity_and_hasher(self.len(), self.hasher.clone());
-        for (key, value) in self {
-            copy.insert(K::clone(&key), V::clone(&value));
-        }
+        let mut copy = Self::with_hasher(self.hasher.clone());
+        let pairs = self
+            .iter()
+            .map(|(key, value)| Ok::<_, Infallible>((K::clone(&key), V::clone(&value))));
+        let Ok(()) = copy.load_pairs(self.len(), pairs);
         copy
     }
 }
@@ -608,16 +640,19 @@ where
     K: Hash + Eq,
     S: BuildHasher + Default,
 {
-    /// Builds a map from pairs; a later pair wins over an earlier one with the same key.
+    /// Builds a map from pairs; a later pair wins over an earlier one with the same key (whose
+    /// first key is kept, as with [`insert`](DualMap::insert)). Built in bulk: every key is in
+    /// the read snapshot at once, so reads take no lock and promote nothing. If the iterator
+    /// or a key's `Hash` or `Eq` panics, the pairs taken so far are dropped.
     ///
     /// ```
-    /// let map: dualmap::DualMap<_, _> = [(1, 'a'), (1, 'b')].into_iter().collect();
-    /// assert_eq!(map.get_cloned(&1), Some('b'));
+    /// let map: dualmap::DualMap<_, _> = [(1, 'a'), (2, 'b'), (1, 'c')].into_iter().collect();
+    /// assert_eq!(map.get_cloned(&1), Some('c'));
+    /// assert_eq!(map.stats().dirty_len, None); // nothing behind the mutex
     /// ```
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
-        let pairs = pairs.into_iter();
-        let map = Self::with_capacity_and_hasher(pairs.size_hint().0, S::default());
-        (&map).extend(pairs);
+        let mut map = Self::with_hasher(S::default());
+        map.extend(pairs);
         map
     }
 }
@@ -627,15 +662,23 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    /// Inserts every pair.
+    /// Inserts every pair. Into a map that holds no key, not even a removed one, the pairs
+    /// are loaded in bulk, as by [`collect`](Iterator::collect): published together as the
+    /// read snapshot, so reads take no lock and promote nothing; if the iterator or a key's
+    /// `Hash` or `Eq` panics, none of them is inserted. Into any other map they are inserted
+    /// one by one, as through `&DualMap`.
     ///
     /// ```
     /// let mut map = dualmap::DualMap::new();
     /// map.extend([(1, 1), (2, 2)]);
     /// assert_eq!(map.len(), 2);
+    /// assert_eq!(map.stats().dirty_len, None); // loaded in bulk
+    /// map.extend([(3, 3)]);
+    /// assert_eq!(map.stats().dirty_len, Some(3)); // a new key, through the dirty map
     /// ```
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, pairs: I) {
-        (&*self).extend(pairs);
+        let pairs = pairs.into_iter();
+        let Ok(()) = self.load_pairs(pairs.size_hint().0, pairs.map(Ok::<_, Infallible>));
     }
 }
 
@@ -644,7 +687,8 @@ where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    /// Inserts every pair through a shared reference.
+    /// Inserts every pair through a shared reference, one by one (other threads may be
+    /// using the map, so there is no bulk load).
     ///
     /// ```
     /// let map = dualmap::DualMap::new();

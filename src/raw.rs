@@ -544,6 +544,32 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// The published snapshot, for a `Reader` to keep.
+    /// True if the map holds no entry at all (not even a deleted key) and no dirty map: a
+    /// bulk load may then replace the whole read table.
+    pub(crate) fn is_vacant(&self) -> bool {
+        let snapshot = self.read.load();
+        snapshot.table.is_empty() && !snapshot.amended()
+    }
+
+    /// Publishes `table` as the whole read table of a vacant map, not amended: every key is
+    /// read lock-free from now on. `&mut self` stands in for the mutex: no other thread can
+    /// add a key between the caller's `is_vacant` and this publication.
+    pub(crate) fn publish_bulk(&mut self, table: Table<K, V>) {
+        debug_assert!(self.is_vacant() && self.dirty.get_mut().table.is_none());
+        let current = self.read.load();
+        current.live.add(table.len());
+        let replaced = publish(
+            &self.read,
+            Publication {
+                table: Arc::new(table),
+                filter: None,
+                live: current.live.clone(),
+            },
+        );
+        drop(current);
+        drop(replaced);
+    }
+
     pub(crate) fn snapshot(&self) -> Arc<Snapshot<K, V>> {
         self.read.load_full()
     }

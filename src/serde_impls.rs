@@ -38,14 +38,14 @@ where
                 f.write_str("a map")
             }
 
+            /// Loads the entries in bulk, as `collect` does: a later duplicate key's value
+            /// wins, and every key is in the read snapshot at once.
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let map = DualMap::with_capacity_and_hasher(
-                    access.size_hint().unwrap_or(0).min(4096),
-                    S::default(),
-                );
-                while let Some((key, value)) = access.next_entry()? {
-                    map.insert(key, value);
-                }
+                let mut map = DualMap::with_hasher(S::default());
+                // Capped: the input decides the hint.
+                let capacity = access.size_hint().unwrap_or(0).min(4096);
+                let entries = std::iter::from_fn(|| access.next_entry().transpose());
+                map.load_pairs(capacity, entries)?;
                 Ok(map)
             }
         }

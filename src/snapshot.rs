@@ -81,7 +81,10 @@ pub(crate) struct LiveKeys(AtomicIsize);
 
 impl LiveKeys {
     pub(crate) fn added(&self) {
-        self.0.fetch_add(1, Relaxed);
+        self.add(1);
+    }
+    pub(crate) fn add(&self, keys: usize) {
+        self.0.fetch_add(keys as isize, Relaxed);
     }
     pub(crate) fn removed(&self) {
         self.0.fetch_sub(1, Relaxed);

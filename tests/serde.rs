@@ -27,6 +27,29 @@ fn round_trips_through_json_as_a_map() {
 }
 
 #[test]
+fn a_deserialized_map_serves_every_key_without_the_lock() {
+    let json = serde_json::to_string(
+        &(0..500)
+            .map(|k| (k.to_string(), k))
+            .collect::<HashMap<_, _>>(),
+    )
+    .unwrap();
+    let map: DualMap<String, u32> = serde_json::from_str(&json).unwrap();
+    let before = map.stats();
+    assert_eq!(
+        before.dirty_len, None,
+        "loaded in bulk, not amended: {before:?}"
+    );
+    for k in 0..500 {
+        assert_eq!(map.get_cloned(k.to_string().as_str()), Some(k));
+    }
+    assert_eq!(map.stats(), before, "no read took the lock");
+    // A bad entry midway: an error, and the pairs staged so far are dropped with the map.
+    let bad = serde_json::from_str::<DualMap<String, u8>>(r#"{"a": 1, "b": 300, "c": 3}"#);
+    assert!(bad.unwrap_err().is_data());
+}
+
+#[test]
 fn later_duplicate_keys_win_and_bad_input_is_an_error() {
     let map: DualMap<String, u8> = serde_json::from_str(r#"{"k": 1, "k": 2}"#).unwrap();
     assert_eq!(map.get_cloned("k"), Some(2));

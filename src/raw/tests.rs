@@ -1188,6 +1188,52 @@ fn clone_copies_the_present_keys_only_and_is_independent() {
     assert_eq!(copy.hasher().hash_one(1u32), m.hasher().hash_one(1u32));
 }
 
+/// Reads every key of `m` (and misses once), and checks that none of it took the lock:
+/// nothing counted a miss, promoted or rebuilt.
+fn assert_served_from_the_snapshot(m: &Map, keys: impl IntoIterator<Item = u32>) {
+    let before = m.stats();
+    assert_eq!(before.dirty_len, None, "not amended: {before:?}");
+    for key in keys {
+        assert!(m.get(&key).is_some(), "{key}");
+    }
+    assert!(m.get(&u32::MAX).is_none());
+    assert_eq!(m.stats(), before, "a read took the lock");
+}
+
+#[test]
+fn maps_built_in_bulk_serve_every_key_from_the_snapshot() {
+    let m: Map = (0..1_000).map(|k| (k, k)).chain([(7, 700)]).collect();
+    assert_eq!((m.len(), m.get_cloned(&7)), (1_000, Some(700)));
+    assert_eq!(m.stats().promotions, 0);
+    assert_served_from_the_snapshot(&m, 0..1_000);
+
+    let copy = m.clone();
+    assert_eq!(sorted_pairs(&copy), sorted_pairs(&m));
+    assert_served_from_the_snapshot(&copy, 0..1_000);
+
+    let mut extended = map();
+    extended.extend((0..100).map(|k| (k, k)));
+    assert_served_from_the_snapshot(&extended, 0..100);
+    // Into a map that is no longer vacant: one by one, through the dirty map, as Go does.
+    extended.extend([(500, 5)]);
+    assert_eq!(extended.stats().dirty_len, Some(101));
+    // A map whose keys were all removed still holds their entries: not vacant either.
+    let mut emptied = map();
+    emptied.insert(1, 1);
+    emptied.get(&1);
+    emptied.remove(&1);
+    emptied.extend([(2, 2)]);
+    assert!(emptied.stats().dirty_len.is_some());
+    assert_eq!(sorted_pairs(&emptied), [(2, 2)]);
+    // Works on after a bulk load like on any other map.
+    m.insert(5_000, 1);
+    m.remove(&3);
+    assert_eq!(
+        (m.len(), m.get_cloned(&5_000), m.get_cloned(&3)),
+        (1_000, Some(1), None)
+    );
+}
+
 #[test]
 fn from_iter_extend_into_iter_and_debug() {
     let m: Map = [(1, 1), (2, 2), (1, 3)].into_iter().collect();
