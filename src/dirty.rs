@@ -13,8 +13,10 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) table: Option<Table<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
-    /// Keys added to the dirty map since the snapshot's miss filter was made (sizes it).
-    pub(crate) dirty_only_keys: usize,
+    /// Hashes of the keys added to the dirty map since the current filter cycle began (the
+    /// first new key after a promotion or clear): they size the miss filter and fill a larger
+    /// one. A key removed since keeps its hash here, as its bits stay in the filter.
+    pub(crate) new_key_hashes: Vec<u64>,
     pub(crate) promotions: u64,
     pub(crate) rebuilds: u64,
     pub(crate) rotations: u64,
@@ -34,7 +36,7 @@ impl<K, V> Dirty<K, V> {
         Self {
             table: None,
             misses: 0,
-            dirty_only_keys: 0,
+            new_key_hashes: Vec::new(),
             promotions: 0,
             rebuilds: 0,
             rotations: 0,
@@ -77,20 +79,6 @@ impl<K, V> Dirty<K, V> {
             .as_mut()
             .expect("dirty map exists while amended or unexpunging");
         insert_unique(table, entry);
-    }
-
-    /// The entries of the dirty map that the read table lacks.
-    pub(crate) fn dirty_only<'a>(
-        &'a self,
-        read: &'a Table<K, V>,
-    ) -> impl Iterator<Item = &'a Arc<Entry<K, V>>> + 'a {
-        self.table
-            .iter()
-            .flat_map(|table| table.iter())
-            .filter(|entry| {
-                read.find(entry.hash, |candidate| Arc::ptr_eq(candidate, entry))
-                    .is_none()
-            })
     }
 
     /// Builds the dirty map from the read table, expunging its tombstones (Go: `dirtyLocked`).

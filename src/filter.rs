@@ -15,7 +15,8 @@
 //! Each key sets two bits in one 64-bit word (a blocked Bloom filter), so a check is one
 //! atomic load. With [`BITS_PER_KEY`] bits per key the false-positive rate stays about 2–3%;
 //! when more keys than the filter was sized for are added, the map replaces it by one four
-//! times larger (see `RawMap::insert_new_locked`).
+//! times larger (see `RawMap::record_new_key_locked`), filled from the hashes of the keys added
+//! since the filter's cycle began.
 
 use crate::sync::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;

@@ -256,44 +256,47 @@ impl<K, V> RawMap<K, V> {
         hash: u64,
         value: OwnedValue<V>,
     ) -> Arc<Entry<K, V>> {
-        self.filter_for_new_key_locked(dirty, garbage, snapshot)
-            .insert(hash);
+        self.record_new_key_locked(dirty, garbage, snapshot, hash);
         let entry = Arc::new(Entry::new(key, hash, value));
         dirty.put(entry.clone());
         snapshot.live.added();
         entry
     }
 
-    /// The miss filter a new dirty-only key goes into. At the first new key since a promotion
-    /// or clear, this rebuilds the dirty map and publishes the snapshot as amended with a
-    /// fresh filter; when the filter holds as many keys as it was sized for, it publishes one
-    /// four times larger holding every dirty-only key, so false positives stay rare.
-    fn filter_for_new_key_locked(
+    /// Records a key about to enter the dirty map in the miss filter. At the first new key
+    /// since a promotion or clear, this rebuilds the dirty map and publishes the snapshot as
+    /// amended with a fresh filter. When the filter holds as many keys as it was sized for, it
+    /// publishes one four times larger, filled from the hashes of the keys added since the
+    /// filter's cycle began (`Dirty::new_key_hashes`): O(new keys), where walking the dirty map
+    /// for its dirty-only keys was O(map).
+    fn record_new_key_locked(
         &self,
         dirty: &mut Dirty<K, V>,
         garbage: &mut Garbage<K, V>,
         snapshot: &Snapshot<K, V>,
-    ) -> Arc<MissFilter> {
+        hash: u64,
+    ) {
         let filter = match &snapshot.filter {
             None => {
                 dirty.rebuild_from(&snapshot.table);
-                dirty.dirty_only_keys = 0;
+                dirty.new_key_hashes = Vec::new();
                 MissFilter::with_capacity(MIN_KEYS)
             }
-            Some(filter) if dirty.dirty_only_keys < filter.capacity() => {
-                dirty.dirty_only_keys += 1;
-                return filter.clone();
+            Some(filter) if dirty.new_key_hashes.len() < filter.capacity() => {
+                filter.insert(hash);
+                dirty.new_key_hashes.push(hash);
+                return;
             }
             Some(full) => {
                 let bigger = MissFilter::with_capacity(full.capacity() * 4);
-                for entry in dirty.dirty_only(&snapshot.table) {
-                    bigger.insert(entry.hash);
+                for &earlier in &dirty.new_key_hashes {
+                    bigger.insert(earlier);
                 }
                 bigger
             }
         };
-        let filter = Arc::new(filter);
-        dirty.dirty_only_keys += 1;
+        filter.insert(hash);
+        dirty.new_key_hashes.push(hash);
         debug_assert!(
             garbage.snapshot.is_none(),
             "one publication per locked section"
@@ -302,11 +305,10 @@ impl<K, V> RawMap<K, V> {
             &self.read,
             Publication {
                 table: snapshot.table.clone(),
-                filter: Some(filter.clone()),
+                filter: Some(Arc::new(filter)),
                 live: snapshot.live.clone(),
             },
         ));
-        filter
     }
 
     /// Go's `LoadOrStore`: `Ok` with the stored value, or `Err` with the present value and the
@@ -543,7 +545,6 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// The published snapshot, for a `Reader` to keep.
     /// True if the map holds no entry at all (not even a deleted key) and no dirty map: a
     /// bulk load may then replace the whole read table.
     pub(crate) fn is_vacant(&self) -> bool {
@@ -570,6 +571,7 @@ impl<K, V> RawMap<K, V> {
         drop(replaced);
     }
 
+    /// The published snapshot, for a `Reader` to keep.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot<K, V>> {
         self.read.load_full()
     }
