@@ -221,6 +221,11 @@ impl<K, V> RawMap<K, V> {
             let snapshot = self.read.load();
             let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
             let (key, value) = offered.take().expect("once");
+            // Unlike Go's Store, an overwrite of a dirty-only key counts a miss, as
+            // `get_or_insert` does: otherwise a key that is only ever overwritten stays
+            // behind the mutex for good (Go's W6). Counted after the store, so a promotion
+            // it triggers carries the new value.
+            let missed = Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot);
             let previous = match located {
                 Located::Read(entry) => {
                     if entry.unexpunge_locked() {
@@ -236,6 +241,9 @@ impl<K, V> RawMap<K, V> {
             };
             if previous.is_none() {
                 snapshot.live.added();
+            }
+            if missed {
+                self.miss(dirty, garbage);
             }
             (previous, Some(key))
         });

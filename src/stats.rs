@@ -26,8 +26,10 @@ pub struct Stats {
     pub amended: bool,
     /// Entries in the dirty map, tombstones included; `None` when there is no dirty map.
     pub dirty_len: Option<usize>,
-    /// Lookups that missed the snapshot and took the lock since the last promotion (lookups
-    /// the miss filter answered are not counted).
+    /// Operations that missed the snapshot and took the lock since the last promotion, by
+    /// Go's rules plus one: an `insert` that stores into a key only the dirty map holds counts
+    /// too, so that such a key is not stranded behind the lock. Lookups the miss filter
+    /// answered are not counted.
     pub misses: usize,
     /// Times the dirty map became the read snapshot.
     pub promotions: u64,
