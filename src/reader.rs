@@ -14,8 +14,8 @@ use std::marker::PhantomData;
 /// A read handle for one thread, from [`DualMap::reader`]: the fastest way to read.
 ///
 /// A `Reader` keeps its own reference to the map's current read snapshot. Each lookup first
-/// checks, with one relaxed load, that the snapshot is still current (and takes the new one if
-/// not); a hit then costs one hash probe and two pointer loads, with no guard, no lock and no
+/// checks, with one load of the snapshot's own "superseded" flag (`SeqCst`, a plain load on
+/// x86-64), that the snapshot is still current (and takes the new one if not); a hit then costs one hash probe and two pointer loads, with no guard, no lock and no
 /// shared write at all. Keys the snapshot lacks while the dirty map holds extra keys take the
 /// map's lock, exactly as [`DualMap::get`] does.
 ///
