@@ -15,7 +15,8 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) misses: usize,
     /// Hashes of the keys added to the dirty map since the current filter cycle began (the
     /// first new key after a promotion or clear): they size the miss filter and fill a larger
-    /// one. A key removed since keeps its hash here, as its bits stay in the filter.
+    /// one. A key removed since keeps its hash here, as its bits stay in the filter. Freed
+    /// when the cycle ends (`take_table`): 8 bytes per dirty-only key, only while amended.
     pub(crate) new_key_hashes: Vec<u64>,
     pub(crate) promotions: u64,
     pub(crate) rebuilds: u64,
@@ -79,6 +80,13 @@ impl<K, V> Dirty<K, V> {
             .as_mut()
             .expect("dirty map exists while amended or unexpunging");
         insert_unique(table, entry);
+    }
+
+    /// Ends the dirty map's cycle (a promotion or a clear): takes the table, and frees the
+    /// new keys' hashes, which only an amended snapshot's filter needs.
+    pub(crate) fn take_table(&mut self) -> Option<Table<K, V>> {
+        self.new_key_hashes = Vec::new();
+        self.table.take()
     }
 
     /// Builds the dirty map from the read table, expunging its tombstones (Go: `dirtyLocked`).

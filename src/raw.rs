@@ -69,7 +69,7 @@ impl<K, V> RawMap<K, V> {
     /// Promotes the dirty map to be the read table (Go: `missLocked` reaching its threshold,
     /// and `Range` on an amended map).
     fn promote(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
-        let Some(table) = dirty.table.take() else {
+        let Some(table) = dirty.take_table() else {
             return;
         };
         let live = self.read.load().live.clone();
@@ -286,8 +286,11 @@ impl<K, V> RawMap<K, V> {
     ) {
         let filter = match &snapshot.filter {
             None => {
+                debug_assert!(
+                    dirty.new_key_hashes.is_empty(),
+                    "freed when the cycle ended"
+                );
                 dirty.rebuild_from(&snapshot.table);
-                dirty.new_key_hashes = Vec::new();
                 MissFilter::with_capacity(MIN_KEYS)
             }
             Some(filter) if dirty.new_key_hashes.len() < filter.capacity() => {
@@ -531,7 +534,7 @@ impl<K, V> RawMap<K, V> {
         }
         drop(snapshot);
         self.locked(|dirty, garbage| {
-            garbage.table = dirty.table.take();
+            garbage.table = dirty.take_table();
             garbage.snapshot = Some(publish(
                 &self.read,
                 Publication {

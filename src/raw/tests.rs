@@ -1373,6 +1373,21 @@ fn the_filter_grows_with_the_dirty_map_and_never_hides_a_key() {
 }
 
 #[test]
+fn the_new_keys_hashes_live_only_while_amended() {
+    let m = promoted(0..4);
+    for k in 10..200 {
+        m.insert(k, k);
+    }
+    let hashes = |m: &Map| m.raw().dirty.lock().new_key_hashes.capacity();
+    assert!(hashes(&m) >= 190);
+    drop(m.iter()); // promotes
+    assert_eq!(hashes(&m), 0, "freed with the dirty map's cycle");
+    m.insert(500, 5);
+    m.clear();
+    assert_eq!(hashes(&m), 0, "freed by clear too");
+}
+
+#[test]
 fn a_removed_dirty_only_key_keeps_its_filter_bits_and_is_still_absent() {
     let m = promoted(0..4);
     m.insert(10, 10);
