@@ -675,8 +675,12 @@ impl<'a> Generated<'a> {
                     title: format!("Write workload {}: {}", load.name(), load.describe()),
                     note: format!(
                         "Each cell: Mops/s, all threads together (higher is better), then (ratio to \
-                         dashmap). Prefilled maps hold {} keys.",
-                        self.plan.write_keys
+                         dashmap). {}",
+                        if load == WriteLoad::Grow {
+                            "Each phase starts on an empty map.".to_string()
+                        } else {
+                            format!("The map is prefilled with {} keys.", self.plan.write_keys)
+                        }
                     ),
                     header,
                     rows,
@@ -1313,13 +1317,14 @@ impl<'a> Generated<'a> {
         let _ = writeln!(
             out,
             "| time | {:.0} s of benchmarking; every number is the median of {} measurements: Go \
-             workloads calibrated to {} ms a run, mixes {} ms a phase after a {} ms warm-up, write \
-             scaling {} ms a run |",
+             workloads calibrated to {} ms a run, mixes and write workloads {} ms a phase after a \
+             {} ms warm-up, latency {} ms a repetition, write scaling {} ms a run |",
             info.elapsed.as_secs_f64(),
             self.plan.repeats,
             self.plan.go_time.as_millis(),
             self.plan.mix_time.as_millis(),
             (self.plan.mix_time / 2).as_millis(),
+            self.plan.latency_time.as_millis(),
             self.plan.write_time.as_millis()
         );
         if self.plan.quick {
