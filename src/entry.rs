@@ -213,7 +213,6 @@ impl<K, V> Entry<K, V> {
     /// Deletes the value if `reject` says so for the value the slot holds at that moment, and
     /// returns it. `reject` runs again if the value changes between the test and the delete,
     /// so a value is removed only if `reject` was true for that very value.
-    #[cfg_attr(dualmap_broken_remove, allow(unused_mut, clippy::never_loop))]
     pub(crate) fn delete_if(&self, mut reject: impl FnMut(&V) -> bool) -> Option<Displaced<V>> {
         let mut current = self.slot.load(SeqCst);
         loop {
@@ -225,21 +224,8 @@ impl<K, V> Entry<K, V> {
             if !reject(unsafe { value_of(node) }) {
                 return None;
             }
-            // Deliberately broken, only for the linearizability checker's self-test
-            // (tests/linearizability.rs): deletes whatever the slot holds now instead of CASing
-            // the value just tested (a check-then-act race). A swap, not a plain store, so that
-            // the node retired is the one really displaced (retiring `node` could free it twice).
-            #[cfg(dualmap_broken_remove)]
-            {
-                std::thread::yield_now();
-                return match decode(self.slot.swap(ptr::null_mut(), SeqCst)) {
-                    Slot::Value(displaced) => Some(Displaced(displaced)),
-                    Slot::Nil | Slot::Expunged => None,
-                };
-            }
             // Strong, not weak: a spurious failure would ask `reject` again about the same
             // value, and it is user code (`retain`'s `keep`, `PartialEq`).
-            #[cfg(not(dualmap_broken_remove))]
             match self
                 .slot
                 .compare_exchange(current, ptr::null_mut(), SeqCst, SeqCst)
