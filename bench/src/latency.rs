@@ -65,6 +65,14 @@ pub struct Latency {
     pub ops: u64,
 }
 
+impl Latency {
+    /// The percentiles, then the maximum: the columns of every table, chart and CSV row.
+    pub fn times(&self) -> [f64; 5] {
+        let [p50, p99, p999, p9999] = self.percentiles;
+        [p50, p99, p999, p9999, self.max]
+    }
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]

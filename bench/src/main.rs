@@ -518,7 +518,7 @@ fn mixes_on<M: workloads::BenchMap>(
 }
 
 fn run_mix_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
-    let max_threads = plan.mix_threads.iter().copied().max().unwrap_or(1);
+    let max_threads = plan.max_threads();
     for &size in &plan.sizes {
         bar.set_message(format!("drawing keys for n={size}"));
         let streams: Vec<KeyStreams> = plan
@@ -549,8 +549,9 @@ impl Plan {
         self.maps.iter().copied().filter(|kind| kind.writes())
     }
 
-    /// The thread count of the latency part: the largest of the list.
-    pub fn latency_threads(&self) -> usize {
+    /// The largest thread count of the list: the latency part runs it, and the write-path
+    /// targets are judged on it.
+    pub fn max_threads(&self) -> usize {
         self.mix_threads.iter().copied().max().unwrap_or(1)
     }
 }
@@ -587,12 +588,12 @@ fn run_latency_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
             "latency {} n={} {}t",
             kind.name(),
             plan.latency_keys,
-            plan.latency_threads()
+            plan.max_threads()
         ));
         let latency = latency::measure_kind(
             kind,
             plan.latency_keys,
-            plan.latency_threads(),
+            plan.max_threads(),
             plan.latency_time / 2,
             plan.latency_time,
             plan.repeats,

@@ -358,11 +358,6 @@ impl<'a> Generated<'a> {
         self.plan.go_maps()
     }
 
-    /// The largest thread count of the mixes and write workloads.
-    fn max_threads(&self) -> usize {
-        self.plan.mix_threads.iter().copied().max().unwrap_or(1)
-    }
-
     fn go_row(&self, workload: GoWorkload, map: MapKind, threads: usize) -> Option<&GoRow> {
         self.results
             .go
@@ -704,21 +699,10 @@ impl<'a> Generated<'a> {
             .iter()
             .map(|row| {
                 let mut cells = vec![row.map.name().to_string()];
-                let values = row
-                    .latency
-                    .percentiles
-                    .iter()
-                    .copied()
-                    .chain([row.latency.max]);
-                let bases = base.map(|b| b.percentiles.iter().copied().chain([b.max]));
-                let mut bases: Box<dyn Iterator<Item = Option<f64>>> = match bases {
-                    Some(bases) if row.map != BASELINE => Box::new(bases.map(Some)),
-                    _ => Box::new(std::iter::repeat(None)),
-                };
-                for value in values {
-                    let ratio = bases.next().flatten().map(|b| b / value);
-                    cells.push(match ratio {
-                        Some(r) => format!("{} ({})", us(value), fmt_ratio(r)),
+                let base = base.filter(|_| row.map != BASELINE).map(Latency::times);
+                for (i, value) in row.latency.times().into_iter().enumerate() {
+                    cells.push(match base {
+                        Some(base) => format!("{} ({})", us(value), fmt_ratio(base[i] / value)),
                         None => us(value),
                     });
                 }
@@ -731,7 +715,7 @@ impl<'a> Generated<'a> {
                 "Latency: the {} mix on {} prefilled keys, {} threads, every operation timed",
                 crate::latency::MIX.name(),
                 self.plan.latency_keys,
-                self.plan.latency_threads()
+                self.plan.max_threads()
             ),
             note: format!(
                 "Each cell: the time of one operation (lower is better), then (speed ratio to \
@@ -850,7 +834,7 @@ impl<'a> Generated<'a> {
     /// The targets of the write-path issues (#11 entries and reclamation, #12 no cliffs),
     /// each with this run's figure.
     fn targets(&self) -> Vec<Target> {
-        let threads = self.max_threads();
+        let threads = self.plan.max_threads();
         let dual = MapKind::DualMap;
         let small = self.cost_sizes().first().copied();
         let large = self
@@ -1115,7 +1099,7 @@ impl<'a> Generated<'a> {
             if self.results.mixes.is_empty() {
                 break;
             }
-            let threads = self.plan.mix_threads.iter().copied().max().unwrap_or(1);
+            let threads = self.plan.max_threads();
             let _ = writeln!(
                 out,
                 "- **Mixes, {threads} thread(s)**, {}'s throughput over dashmap's (geometric mean over \
@@ -1184,7 +1168,7 @@ impl<'a> Generated<'a> {
             }
         }
         if !self.results.write_loads.is_empty() {
-            let threads = self.max_threads();
+            let threads = self.plan.max_threads();
             let loads: Vec<String> = self
                 .plan
                 .write_loads
@@ -1538,9 +1522,8 @@ impl<'a> Generated<'a> {
                     color: color(row.map),
                     values: row
                         .latency
-                        .percentiles
+                        .times()
                         .iter()
-                        .chain([&row.latency.max])
                         .map(|&nanos| Some(nanos / 1000.0))
                         .collect(),
                 })
@@ -1552,7 +1535,7 @@ impl<'a> Generated<'a> {
                         "Latency of one operation, {} mix on {} keys, {} threads (lower is better)",
                         crate::latency::MIX.name(),
                         size_name(self.plan.latency_keys),
-                        self.plan.latency_threads()
+                        self.plan.max_threads()
                     ),
                     &format!("{} · {}", self.info.cpu, self.info.date),
                     &categories,
@@ -1677,14 +1660,14 @@ impl<'a> Generated<'a> {
                 latency,
                 "{},{},{},{}",
                 row.map.name(),
-                self.plan.latency_threads(),
+                self.plan.max_threads(),
                 self.plan.latency_keys,
                 row.latency.ops
             );
-            for value in row.latency.percentiles {
+            for value in row.latency.times() {
                 let _ = write!(latency, ",{value:.0}");
             }
-            let _ = writeln!(latency, ",{:.0}", row.latency.max);
+            latency.push('\n');
         }
         let mut memory = String::from(
             "map,entries,bytes_per_entry_written_once,bytes_per_entry_after_overwrites\n",
