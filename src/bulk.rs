@@ -8,8 +8,8 @@
 //! lock-free from the start and no read counts a miss.
 
 use crate::entry::{Entry, OwnedValue};
-use crate::snapshot::{insert_unique, Table};
 use crate::sync::Arc;
+use crate::table::Table;
 use hashbrown::HashTable;
 
 /// Pairs staged for a bulk load. A `Vec` holds them (its drop carries on past a panicking
@@ -47,10 +47,7 @@ impl<K: Eq, V> BulkLoad<K, V> {
     pub(crate) fn into_table(self) -> Table<K, V> {
         let mut table = Table::with_capacity(self.pairs.len());
         for (hash, key, value) in self.pairs {
-            insert_unique(
-                &mut table,
-                Arc::new(Entry::new(key, hash, OwnedValue::new(value))),
-            );
+            table.insert_absent(Arc::new(Entry::new(key, hash, OwnedValue::new(value))));
         }
         table
     }
@@ -77,7 +74,7 @@ mod tests {
         bulk.push(7, Key(1, "second"), 'c');
         let table = bulk.into_table();
         assert_eq!(table.len(), 2);
-        let entry = crate::snapshot::find(&table, 7, &Key(1, "probe")).expect("staged");
+        let entry = table.entry_of(7, &Key(1, "probe")).expect("staged");
         assert_eq!(entry.key.1, "first");
         let node = entry.load().expect("present");
         // SAFETY: the table, which owns the entry and so its value, outlives this borrow.

@@ -2,8 +2,9 @@
 //! must drop only after unlocking.
 
 use crate::entry::Entry;
-use crate::snapshot::{find, insert_unique, Snapshot, Table};
+use crate::snapshot::Snapshot;
 use crate::sync::Arc;
+use crate::table::Table;
 use std::borrow::Borrow;
 
 /// Everything the map mutex guards.
@@ -58,7 +59,11 @@ impl<K, V> Dirty<K, V> {
         if let Some(entry) = snapshot.find(hash, key) {
             return Located::Read(entry.clone());
         }
-        match self.table.as_ref().and_then(|table| find(table, hash, key)) {
+        match self
+            .table
+            .as_ref()
+            .and_then(|table| table.entry_of(hash, key))
+        {
             Some(entry) => Located::Dirty(entry.clone()),
             None => Located::Absent,
         }
@@ -79,7 +84,7 @@ impl<K, V> Dirty<K, V> {
             .table
             .as_mut()
             .expect("dirty map exists while amended or unexpunging");
-        insert_unique(table, entry);
+        table.insert_absent(entry);
     }
 
     /// Ends the dirty map's cycle (a promotion or a clear): takes the table, and frees the
@@ -106,11 +111,11 @@ impl<K, V> Dirty<K, V> {
 }
 
 /// What a locked section displaced: dropped after the mutex is released, because dropping
-/// keys, values and snapshots runs user code (`Drop`), which must never run under the lock.
+/// tables and snapshots drops keys and values, which runs user code (`Drop`) that must never
+/// run under the lock. Fields in drop order.
 pub(crate) struct Garbage<K, V> {
     pub(crate) snapshot: Option<Arc<Snapshot<K, V>>>,
     pub(crate) table: Option<Table<K, V>>,
-    pub(crate) key: Option<K>,
 }
 
 impl<K, V> Default for Garbage<K, V> {
@@ -118,7 +123,6 @@ impl<K, V> Default for Garbage<K, V> {
         Self {
             snapshot: None,
             table: None,
-            key: None,
         }
     }
 }

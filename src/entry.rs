@@ -109,22 +109,12 @@ pub(crate) unsafe fn value_of<'a, V>(node: NonNull<ValueNode<V>>) -> &'a V {
     unsafe { &*ptr::addr_of!((*node.as_ptr()).value) }
 }
 
-/// The outcome of a store into an entry that may be deleted.
-pub(crate) enum Stored<V> {
-    /// The slot took the new value; it held this before (`None`: the key was absent).
-    Replaced(Option<Displaced<V>>),
-    /// The entry is expunged: the caller must take the lock. The value is handed back.
-    Expunged(OwnedValue<V>),
-}
-
-/// The outcome of a load-or-store on an entry.
+/// The outcome of a load-or-store on an entry that is not expunged.
 pub(crate) enum LoadedOrStored<V> {
     /// The key was present; the offered value is handed back.
     Loaded(NonNull<ValueNode<V>>, OwnedValue<V>),
     /// The slot was empty and now holds the offered value.
     Stored(NonNull<ValueNode<V>>),
-    /// The entry is expunged: the caller must take the lock.
-    Expunged(OwnedValue<V>),
 }
 
 /// One key of the map and its value slot. Shared (through `Arc`) by the read snapshot, the
@@ -163,12 +153,18 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Stores `new` unless the entry is expunged (Go: `trySwap`).
-    pub(crate) fn try_swap(&self, new: OwnedValue<V>) -> Stored<V> {
+    /// Stores `new` unless the entry is expunged (Go: `trySwap`), returning what the slot held
+    /// (`None`: the key was absent). `Err` hands the value back when the entry is expunged: the
+    /// caller must take the lock, under which an entry it unexpunged or found in the dirty map
+    /// cannot be expunged (only the lock holder expunges), so the store then succeeds.
+    pub(crate) fn try_swap(
+        &self,
+        new: OwnedValue<V>,
+    ) -> Result<Option<Displaced<V>>, OwnedValue<V>> {
         let mut current = self.slot.load(SeqCst);
         loop {
             if let Slot::Expunged = decode(current) {
-                return Stored::Expunged(new);
+                return Err(new);
             }
             match self
                 .slot
@@ -176,35 +172,31 @@ impl<K, V> Entry<K, V> {
             {
                 Ok(previous) => {
                     new.publish();
-                    return Stored::Replaced(NonNull::new(previous).map(Displaced));
+                    return Ok(NonNull::new(previous).map(Displaced));
                 }
                 Err(actual) => current = actual,
             }
         }
     }
 
-    /// Stores `new` into an entry known not to be expunged. Only under the map mutex, after
-    /// `unexpunge_locked` or for an entry of the dirty map: nobody else can expunge it then.
-    pub(crate) fn swap_locked(&self, new: OwnedValue<V>) -> Option<Displaced<V>> {
-        let previous = self.slot.swap(new.publish().as_ptr(), SeqCst);
-        debug_assert!(previous != expunged());
-        NonNull::new(previous).map(Displaced)
-    }
-
     /// Returns the present value, or stores `new` into an empty slot (Go: `tryLoadOrStore`).
-    pub(crate) fn try_load_or_store(&self, new: OwnedValue<V>) -> LoadedOrStored<V> {
+    /// `Err` as for [`try_swap`](Self::try_swap).
+    pub(crate) fn try_load_or_store(
+        &self,
+        new: OwnedValue<V>,
+    ) -> Result<LoadedOrStored<V>, OwnedValue<V>> {
         let mut current = self.slot.load(SeqCst);
         loop {
             match decode(current) {
-                Slot::Value(node) => return LoadedOrStored::Loaded(node, new),
-                Slot::Expunged => return LoadedOrStored::Expunged(new),
+                Slot::Value(node) => return Ok(LoadedOrStored::Loaded(node, new)),
+                Slot::Expunged => return Err(new),
                 Slot::Nil => {}
             }
             match self
                 .slot
                 .compare_exchange_weak(current, new.as_ptr(), SeqCst, SeqCst)
             {
-                Ok(_) => return LoadedOrStored::Stored(new.publish()),
+                Ok(_) => return Ok(LoadedOrStored::Stored(new.publish())),
                 Err(actual) => current = actual,
             }
         }

@@ -75,6 +75,7 @@ pub mod docs;
 mod entry;
 mod filter;
 mod iter;
+mod live_keys;
 mod map;
 mod raw;
 mod reader;
@@ -84,6 +85,7 @@ mod serde_impls;
 mod snapshot;
 mod stats;
 mod sync;
+mod table;
 mod value_ref;
 
 pub use iter::{Iter, Keys, Pinned, Values};

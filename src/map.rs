@@ -377,15 +377,6 @@ where
         hasher.finish()
     }
 
-    /// For the loom models only: makes the current miss filter claim `key`, as a false
-    /// positive would, so that lookups of it while it is absent take the lock and count a
-    /// miss as in Go.
-    #[cfg(dualmap_loom)]
-    #[doc(hidden)]
-    pub fn claim_in_miss_filter<Q: Hash + ?Sized>(&self, key: &Q) {
-        self.raw.record_in_miss_filter(self.hash(key));
-    }
-
     /// The value of `key` (Go's `Load`), as a [`Ref`] that holds no lock. A key in the read
     /// snapshot costs no lock and no shared write; a key only the dirty map holds takes the
     /// mutex and counts a miss.

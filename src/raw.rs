@@ -7,11 +7,13 @@
 //! mutate only after the last such call, so a panic there leaves every invariant intact.
 
 use crate::dirty::{Dirty, Garbage, Located};
-use crate::entry::{Displaced, Entry, LoadedOrStored, OwnedValue, Stored, ValueNode};
+use crate::entry::{Displaced, Entry, LoadedOrStored, OwnedValue, ValueNode};
 use crate::filter::{MissFilter, MIN_KEYS};
+use crate::live_keys::LiveKeys;
 use crate::reclaim::Epoch;
-use crate::snapshot::{publish, LiveKeys, Lookup, Publication, Snapshot, Table};
+use crate::snapshot::{publish, Lookup, Publication, Snapshot};
 use crate::sync::{Arc, Mutex, SnapshotCell, SnapshotGuard};
+use crate::table::Table;
 use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
@@ -22,9 +24,55 @@ pub(crate) struct RawMap<K, V> {
     dirty: Mutex<Dirty<K, V>>,
 }
 
-/// An entry found under the lock, with the snapshot loaded there, which keeps every value the
-/// entry can hold alive while the caller works on it.
-type LockedLookup<K, V> = (SnapshotGuard<Snapshot<K, V>>, Option<Arc<Entry<K, V>>>);
+/// What an operation holds while it works on an entry. It is dropped only once the
+/// operation's result is a local (a value being returned is leaked, not dropped, when a later
+/// `Drop` panics: rust-lang/rust#47949), and its fields are declared in the order they must be
+/// dropped: each can run user `Drop`s.
+struct Held<K, V> {
+    /// The snapshot the entry was found in or under: keeps every value the entry can hold
+    /// alive. Its drop may free values retired meanwhile.
+    snapshot: SnapshotGuard<Snapshot<K, V>>,
+    /// The entry, when it was found under the lock: no snapshot may reach it, and this may be
+    /// the last reference to one taken out of the dirty map (its drop drops the key).
+    entry: Option<Arc<Entry<K, V>>>,
+    /// The caller's key, when the map already held an equal one.
+    duplicate: Option<K>,
+}
+
+impl<K, V> Held<K, V> {
+    /// Holds only a snapshot, for an entry of its table.
+    fn pinned(snapshot: SnapshotGuard<Snapshot<K, V>>) -> Self {
+        Self {
+            snapshot,
+            entry: None,
+            duplicate: None,
+        }
+    }
+
+    /// A `Ref` to `node`, a value of the held entry, pinned by the snapshot and the entry; the
+    /// duplicate key is dropped once the `Ref` is a local.
+    fn into_ref(self, node: NonNull<ValueNode<V>>) -> Ref<K, V> {
+        let Held {
+            snapshot,
+            entry,
+            duplicate,
+        } = self;
+        let value = Ref {
+            node,
+            _entry: entry,
+            _snapshot: snapshot,
+        };
+        drop(duplicate);
+        value
+    }
+}
+
+/// Where a store put its value: into an entry the map already held (the outcome of the
+/// store's attempt on it), or into a new entry.
+enum Landed<R, V> {
+    Existing(R),
+    New(NonNull<ValueNode<V>>),
+}
 
 /// The present value and the offered one, when a load-or-store finds the key.
 type Occupied<K, V> = (Ref<K, V>, OwnedValue<V>);
@@ -52,18 +100,6 @@ impl<K, V> RawMap<K, V> {
         let result = section(&mut self.dirty.lock(), &mut garbage);
         drop(garbage);
         result
-    }
-
-    fn ref_to(
-        snapshot: SnapshotGuard<Snapshot<K, V>>,
-        entry: Option<Arc<Entry<K, V>>>,
-        node: NonNull<ValueNode<V>>,
-    ) -> Ref<K, V> {
-        Ref {
-            node,
-            _entry: entry,
-            _snapshot: snapshot,
-        }
     }
 
     /// Promotes the dirty map to be the read table (Go: `missLocked` reaching its threshold,
@@ -122,11 +158,11 @@ impl<K, V> RawMap<K, V> {
         if snapshot.epoch.retire(value) {
             self.rotate(&snapshot.epoch);
         }
-        Self::ref_to(snapshot, None, node)
+        Held::pinned(snapshot).into_ref(node)
     }
 
     /// Finds the entry of a key the snapshot lacks, under the lock (Go's re-check), counting
-    /// a miss by `rule`. Returns the snapshot loaded under the lock, which the caller keeps
+    /// a miss by `rule`. Holds the snapshot loaded under the lock, which the caller keeps
     /// while it works on the entry so that the values it reads stay alive.
     fn locate_locked<Q>(
         &self,
@@ -134,7 +170,7 @@ impl<K, V> RawMap<K, V> {
         key: &Q,
         rule: MissRule,
         take_dirty_only: bool,
-    ) -> LockedLookup<K, V>
+    ) -> Held<K, V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -153,7 +189,11 @@ impl<K, V> RawMap<K, V> {
             if missed {
                 self.miss(dirty, garbage);
             }
-            (snapshot, entry)
+            Held {
+                snapshot,
+                entry,
+                duplicate: None,
+            }
         })
     }
 
@@ -165,7 +205,7 @@ impl<K, V> RawMap<K, V> {
     {
         let snapshot = self.read.load();
         match snapshot.lookup(hash, key) {
-            Lookup::Present(node) => Some(Self::ref_to(snapshot, None, node)),
+            Lookup::Present(node) => Some(Held::pinned(snapshot).into_ref(node)),
             Lookup::Absent => None,
             Lookup::AskDirty => {
                 drop(snapshot);
@@ -184,10 +224,79 @@ impl<K, V> RawMap<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let (snapshot, entry) = self.locate_locked(hash, key, MissRule::EveryDirtyLookup, false);
-        let entry = entry?;
-        let node = entry.load()?;
-        Some(Self::ref_to(snapshot, Some(entry), node))
+        let held = self.locate_locked(hash, key, MissRule::EveryDirtyLookup, false);
+        let node = held.entry.as_ref()?.load()?;
+        Some(held.into_ref(node))
+    }
+
+    /// The locked part of a store, the path Go's `Swap` and `LoadOrStore` share once the
+    /// snapshot could not take the value (the key is not in it, or its entry is expunged):
+    /// the key is looked up again, an expunged entry goes back into the dirty map before
+    /// `attempt` runs on it, and a key neither map holds gets a new entry. `filled` says
+    /// whether an outcome of `attempt` stored into a deleted slot, which makes the key live
+    /// again. The lock-free attempts stay in `insert` and `get_or_insert`: one shared path
+    /// returning this tuple cost 16 more instructions per overwrite in the cost model.
+    #[inline(always)]
+    fn store_locked<R>(
+        &self,
+        key: K,
+        hash: u64,
+        value: OwnedValue<V>,
+        attempt: impl Fn(&Entry<K, V>, OwnedValue<V>) -> Result<R, OwnedValue<V>>,
+        filled: impl Fn(&R) -> bool,
+    ) -> (Landed<R, V>, Held<K, V>)
+    where
+        K: Eq,
+    {
+        // Key and value stay out here until the locked lookup (`Eq`) is done, so that if it
+        // panics they are dropped after the mutex is released.
+        let mut offered = Some((key, value));
+        self.locked(|dirty, garbage| {
+            let snapshot = self.read.load();
+            let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
+            let (key, value) = offered.take().expect("once");
+            // A store into a dirty-only key counts a miss, for `Swap` as well as Go's
+            // `LoadOrStore`: otherwise a key that is only ever overwritten stays behind the
+            // mutex for good (Go's W6).
+            let missed = Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot);
+            let entry = match located {
+                Located::Read(entry) => {
+                    if entry.unexpunge_locked() {
+                        dirty.put(entry.clone());
+                    }
+                    entry
+                }
+                Located::Dirty(entry) => entry,
+                Located::Absent => {
+                    let entry = self.insert_new_locked(dirty, garbage, &snapshot, key, hash, value);
+                    let node = entry.load().expect("a new entry holds its value");
+                    let held = Held {
+                        snapshot,
+                        entry: Some(entry),
+                        duplicate: None,
+                    };
+                    return (Landed::New(node), held);
+                }
+            };
+            // Only the lock holder expunges, and this entry is in the dirty map now.
+            let Ok(outcome) = attempt(&entry, value) else {
+                unreachable!("an entry of the dirty map is never expunged")
+            };
+            if filled(&outcome) {
+                snapshot.live.added();
+            }
+            // The entry is shared by both maps, so a promotion this miss triggers publishes
+            // the value just stored.
+            if missed {
+                self.miss(dirty, garbage);
+            }
+            let held = Held {
+                snapshot,
+                entry: Some(entry),
+                duplicate: Some(key),
+            };
+            (Landed::Existing(outcome), held)
+        })
     }
 
     /// Go's `Swap`: stores the value and returns the previous one.
@@ -195,61 +304,32 @@ impl<K, V> RawMap<K, V> {
     where
         K: Eq,
     {
-        let mut value = OwnedValue::new(value);
+        // Retired before the snapshot guard and the duplicate key are dropped (either can run
+        // user `Drop`s), so that a panic there leaks nothing.
+        let value = OwnedValue::new(value);
         let snapshot = self.read.load();
-        if let Some(entry) = snapshot.find(hash, &key) {
-            match entry.try_swap(value) {
-                Stored::Replaced(previous) => {
+        let value = match snapshot.find(hash, &key) {
+            Some(entry) => match entry.try_swap(value) {
+                Ok(previous) => {
                     if previous.is_none() {
                         snapshot.live.added();
                     }
-                    // Retired before the guard and the duplicate key are dropped (either can
-                    // run user `Drop`s), so that a panic there leaks nothing.
                     let previous = previous.map(|previous| self.retire(previous));
                     drop(snapshot);
                     drop(key);
                     return previous;
                 }
-                Stored::Expunged(back) => value = back,
-            }
-        }
+                Err(expunged) => expunged,
+            },
+            None => value,
+        };
         drop(snapshot);
-        // Key and value stay out here until the locked lookup (`Eq`) is done, so that if it
-        // panics they are dropped after the mutex is released.
-        let mut offered = Some((key, value));
-        let (previous, duplicate) = self.locked(|dirty, garbage| {
-            let snapshot = self.read.load();
-            let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
-            let (key, value) = offered.take().expect("once");
-            // Unlike Go's Store, an overwrite of a dirty-only key counts a miss, as
-            // `get_or_insert` does: otherwise a key that is only ever overwritten stays
-            // behind the mutex for good (Go's W6). Counted after the store, so a promotion
-            // it triggers carries the new value.
-            let missed = Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot);
-            let previous = match located {
-                Located::Read(entry) => {
-                    if entry.unexpunge_locked() {
-                        dirty.put(entry.clone());
-                    }
-                    entry.swap_locked(value)
-                }
-                Located::Dirty(entry) => entry.swap_locked(value),
-                Located::Absent => {
-                    self.insert_new_locked(dirty, garbage, &snapshot, key, hash, value);
-                    return (None, None);
-                }
-            };
-            if previous.is_none() {
-                snapshot.live.added();
-            }
-            if missed {
-                self.miss(dirty, garbage);
-            }
-            (previous, Some(key))
-        });
-        // The duplicate key is dropped only once the displaced value is retired.
-        let previous = previous.map(|previous| self.retire(previous));
-        drop(duplicate);
+        let (landed, held) = self.store_locked(key, hash, value, Entry::try_swap, Option::is_none);
+        let previous = match landed {
+            Landed::Existing(previous) => previous.map(|previous| self.retire(previous)),
+            Landed::New(_) => None,
+        };
+        drop(held);
         previous
     }
 
@@ -335,112 +415,119 @@ impl<K, V> RawMap<K, V> {
     {
         let snapshot = self.read.load();
         let value = match snapshot.find(hash, &key) {
-            // The duplicate key is dropped once the result is a local: a value being returned
-            // is leaked, not dropped, when a later `Drop` panics (rust-lang/rust#47949).
             Some(entry) => match entry.try_load_or_store(value) {
-                LoadedOrStored::Loaded(node, value) => {
-                    let occupied = (Self::ref_to(snapshot, None, node), value);
-                    drop(key);
-                    return Err(occupied);
+                Ok(outcome) => {
+                    if let LoadedOrStored::Stored(_) = outcome {
+                        snapshot.live.added();
+                    }
+                    let held = Held {
+                        snapshot,
+                        entry: None,
+                        duplicate: Some(key),
+                    };
+                    return Self::loaded_or_stored(Landed::Existing(outcome), held);
                 }
-                LoadedOrStored::Stored(node) => {
-                    snapshot.live.added();
-                    let stored = Self::ref_to(snapshot, None, node);
-                    drop(key);
-                    return Ok(stored);
-                }
-                LoadedOrStored::Expunged(value) => value,
+                Err(expunged) => expunged,
             },
             None => value,
         };
         drop(snapshot);
-        // As in `insert`: dropped after unlocking if the locked lookup panics.
-        let mut offered = Some((key, value));
-        self.locked(|dirty, garbage| {
-            let snapshot = self.read.load();
-            let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
-            let (key, value) = offered.take().expect("once");
-            if Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot) {
-                self.miss(dirty, garbage);
-            }
-            let entry = match located {
-                Located::Read(entry) => {
-                    if entry.unexpunge_locked() {
-                        dirty.put(entry.clone());
-                    }
-                    entry
-                }
-                Located::Dirty(entry) => entry,
-                Located::Absent => {
-                    let entry = self.insert_new_locked(dirty, garbage, &snapshot, key, hash, value);
-                    let node = entry.load().expect("a new entry holds its value");
-                    return Ok(Self::ref_to(snapshot, Some(entry), node));
-                }
-            };
-            garbage.key = Some(key);
-            match entry.try_load_or_store(value) {
-                LoadedOrStored::Loaded(node, value) => {
-                    Err((Self::ref_to(snapshot, Some(entry), node), value))
-                }
-                LoadedOrStored::Stored(node) => {
-                    snapshot.live.added();
-                    Ok(Self::ref_to(snapshot, Some(entry), node))
-                }
-                LoadedOrStored::Expunged(_) => unreachable!("unexpunged under the lock"),
-            }
-        })
+        let stored = |outcome: &LoadedOrStored<V>| matches!(outcome, LoadedOrStored::Stored(_));
+        let (landed, held) = self.store_locked(key, hash, value, Entry::try_load_or_store, stored);
+        Self::loaded_or_stored(landed, held)
     }
 
-    /// Deletes the key's value if `reject` says so for it. Shared by `remove` (always) and
-    /// `compare_and_remove` (if equal): lock-free for keys in the snapshot; otherwise the entry
-    /// is found under the lock and, for `remove`, taken out of the dirty map.
-    fn remove_if<Q>(
+    /// `get_or_insert`'s result from where its store landed.
+    fn loaded_or_stored(
+        landed: Landed<LoadedOrStored<V>, V>,
+        held: Held<K, V>,
+    ) -> Result<Ref<K, V>, Occupied<K, V>> {
+        match landed {
+            Landed::Existing(LoadedOrStored::Loaded(node, offered)) => {
+                Err((held.into_ref(node), offered))
+            }
+            Landed::Existing(LoadedOrStored::Stored(node)) | Landed::New(node) => {
+                Ok(held.into_ref(node))
+            }
+        }
+    }
+
+    /// Finds the key's entry and runs `act` on it, then retires the value it displaced: the
+    /// path Go's `LoadAndDelete`, `CompareAndDelete` and `CompareAndSwap` share. Lock-free when
+    /// the snapshot holds the key; under the lock when only the dirty map may (counting a miss
+    /// by `rule`, and taking a dirty-only entry out of the dirty map if `take_dirty_only`),
+    /// with `act` run after unlocking. `act` hands `arg` back when it changes nothing, and so
+    /// does a missing key.
+    #[inline(always)]
+    fn find_act_retire<Q, A>(
         &self,
         hash: u64,
         key: &Q,
+        rule: MissRule,
         take_dirty_only: bool,
-        reject: impl FnMut(&V) -> bool,
-    ) -> Option<Ref<K, V>>
+        arg: A,
+        act: impl FnOnce(&Entry<K, V>, &Snapshot<K, V>, A) -> Result<Displaced<V>, A>,
+    ) -> Result<Ref<K, V>, A>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        // Retired before the guard and the entry are dropped: dropping the guard may free
+        // retired values (if the snapshot was replaced meanwhile), and dropping an entry taken
+        // out of the dirty map drops its key, both of which run user `Drop`s.
+        let act_and_retire = |entry: &Entry<K, V>, snapshot: &Snapshot<K, V>, arg| {
+            act(entry, snapshot, arg).map(|displaced| self.retire(displaced))
+        };
         let snapshot = self.read.load();
-        let (snapshot, entry) = match snapshot.find(hash, key) {
+        let held = match snapshot.find(hash, key) {
             Some(entry) => {
-                let removed = entry.delete_if(reject)?;
-                snapshot.live.removed();
-                // Retired before the guard is dropped: dropping it may free retired values
-                // (if the snapshot was replaced meanwhile), whose `Drop` may panic.
-                let removed = self.retire(removed);
+                let outcome = act_and_retire(entry, &snapshot, arg);
                 drop(snapshot);
-                return Some(removed);
+                return outcome;
             }
-            None if !snapshot.may_be_dirty(hash) => return None,
+            None if !snapshot.may_be_dirty(hash) => {
+                drop(snapshot);
+                return Err(arg);
+            }
             None => {
                 drop(snapshot);
-                self.locate_locked(hash, key, MissRule::EveryDirtyLookup, take_dirty_only)
+                self.locate_locked(hash, key, rule, take_dirty_only)
             }
         };
-        let entry = entry?;
-        let removed = entry.delete_if(reject)?;
-        snapshot.live.removed();
-        // Retired before the guard (the last holder of the snapshot a promotion just
-        // replaced) and the entry (the last reference to one taken out of the dirty map: its
-        // key is dropped) are dropped, since both run user `Drop`s.
-        let removed = self.retire(removed);
-        drop(snapshot);
-        drop(entry);
-        Some(removed)
+        let outcome = match &held.entry {
+            Some(entry) => act_and_retire(entry, &held.snapshot, arg),
+            None => Err(arg),
+        };
+        drop(held);
+        outcome
     }
 
-    /// Go's `LoadAndDelete`.
+    /// Deletes the entry's value if `reject` says so for it, and counts the key out of the
+    /// snapshot's generation; hands `reject` back otherwise.
+    fn delete_if<F: FnMut(&V) -> bool>(
+        entry: &Entry<K, V>,
+        snapshot: &Snapshot<K, V>,
+        mut reject: F,
+    ) -> Result<Displaced<V>, F> {
+        match entry.delete_if(&mut reject) {
+            Some(removed) => {
+                snapshot.live.removed();
+                Ok(removed)
+            }
+            None => Err(reject),
+        }
+    }
+
+    /// Go's `LoadAndDelete`: a dirty-only key is taken out of the dirty map.
     pub(crate) fn remove<Q>(&self, hash: u64, key: &Q) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.remove_if(hash, key, true, |_| true)
+        let rule = MissRule::EveryDirtyLookup;
+        let always = |_: &V| true;
+        self.find_act_retire(hash, key, rule, true, always, Self::delete_if)
+            .ok()
     }
 
     /// Go's `CompareAndDelete`: a dirty-only key stays in the dirty map as a tombstone.
@@ -450,8 +537,10 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
         V: PartialEq,
     {
-        self.remove_if(hash, key, false, |current| current == expected)
-            .is_some()
+        let rule = MissRule::EveryDirtyLookup;
+        let equal = |current: &V| current == expected;
+        self.find_act_retire(hash, key, rule, false, equal, Self::delete_if)
+            .is_ok()
     }
 
     /// Go's `CompareAndSwap`: never inserts.
@@ -467,35 +556,10 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
         V: PartialEq,
     {
-        let snapshot = self.read.load();
-        // The guard is dropped only once the outcome is a local (see `remove_if`, and
-        // `get_or_insert` for why not a return value either).
-        let (snapshot, entry) = match snapshot.find(hash, key) {
-            Some(entry) => {
-                let outcome = entry
-                    .compare_and_swap(expected, new)
-                    .map(|displaced| self.retire(displaced));
-                drop(snapshot);
-                return outcome.map(drop);
-            }
-            None if !snapshot.may_be_dirty(hash) => {
-                drop(snapshot);
-                return Err(new);
-            }
-            None => {
-                drop(snapshot);
-                self.locate_locked(hash, key, MissRule::FoundInDirty, false)
-            }
-        };
-        let outcome = match &entry {
-            Some(entry) => entry
-                .compare_and_swap(expected, new)
-                .map(|displaced| self.retire(displaced)),
-            None => Err(new),
-        };
-        drop(snapshot);
-        drop(entry);
-        outcome.map(drop)
+        let swap =
+            |entry: &Entry<K, V>, _: &Snapshot<K, V>, new| entry.compare_and_swap(expected, new);
+        self.find_act_retire(hash, key, MissRule::FoundInDirty, false, new, swap)
+            .map(drop)
     }
 
     /// The snapshot to iterate: promotes an amended map first (Go's `Range`), so that the
@@ -519,8 +583,8 @@ impl<K, V> RawMap<K, V> {
     pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         let snapshot = self.pin_for_iteration();
         for entry in snapshot.table.iter() {
-            if let Some(removed) = entry.delete_if(|value| !keep(&entry.key, value)) {
-                snapshot.live.removed();
+            if let Ok(removed) = Self::delete_if(entry, &snapshot, |value| !keep(&entry.key, value))
+            {
                 self.retire(removed);
             }
         }
@@ -549,7 +613,7 @@ impl<K, V> RawMap<K, V> {
 
     /// Makes the current miss filter claim `hash`, as a false positive would: lets tests
     /// drive a lookup of an absent key through the locked path deterministically.
-    #[cfg(any(test, dualmap_loom))]
+    #[cfg(test)]
     pub(crate) fn record_in_miss_filter(&self, hash: u64) {
         if let Some(filter) = &self.read.load().filter {
             filter.insert(hash);

@@ -1,4 +1,4 @@
-//! The read snapshot `{table, amended}`, its publication, and promotion of the dirty map.
+//! The read snapshot `{table, amended}` and its publication.
 //! "Amended" is not stored apart: a snapshot is amended exactly when it carries a miss filter
 //! of the keys only the dirty map holds.
 //!
@@ -9,91 +9,13 @@
 
 use crate::entry::{Entry, ValueNode};
 use crate::filter::MissFilter;
+use crate::live_keys::LiveKeys;
 use crate::reclaim::Epoch;
-use crate::sync::{Arc, AtomicBool, AtomicIsize, AtomicUsize, SnapshotCell};
-use hashbrown::HashTable;
+use crate::sync::{Arc, AtomicBool, AtomicUsize, SnapshotCell};
+use crate::table::Table;
 use std::borrow::Borrow;
-use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-
-/// The table type of both the read snapshot and the dirty map: entries with their hash.
-pub(crate) struct Table<K, V>(HashTable<Arc<Entry<K, V>>>);
-
-impl<K, V> Table<K, V> {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self(HashTable::with_capacity(capacity))
-    }
-}
-
-impl<K, V> Clone for Table<K, V> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<K, V> Deref for Table<K, V> {
-    type Target = HashTable<Arc<Entry<K, V>>>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl<K, V> DerefMut for Table<K, V> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl<K, V> Drop for Table<K, V> {
-    /// `HashTable`'s own drop stops at the first entry whose drop panics (a key's or value's
-    /// `Drop`) and leaks the rest with the allocation; a drain's drop carries on with the
-    /// remaining entries while that panic unwinds, so every entry is dropped once.
-    fn drop(&mut self) {
-        self.0.drain().for_each(drop);
-    }
-}
-
-/// Finds the entry of `key` in `table`.
-pub(crate) fn find<'t, K, V, Q>(
-    table: &'t Table<K, V>,
-    hash: u64,
-    key: &Q,
-) -> Option<&'t Arc<Entry<K, V>>>
-where
-    K: Borrow<Q>,
-    Q: Eq + ?Sized,
-{
-    table.find(hash, |entry| entry.key.borrow() == key)
-}
-
-/// Inserts an entry known to be absent from `table`, rehashing with the stored hashes.
-pub(crate) fn insert_unique<K, V>(table: &mut Table<K, V>, entry: Arc<Entry<K, V>>) {
-    table.insert_unique(entry.hash, entry, |entry| entry.hash);
-}
-
-/// Live keys of one generation. Updated after each successful transition between absent and
-/// present, so it is exact whenever no operation is in flight. Operations that raced with a
-/// `clear` update the old generation's counter, which nobody reads any more: their effect was
-/// cleared with it.
-#[derive(Default)]
-pub(crate) struct LiveKeys(AtomicIsize);
-
-impl LiveKeys {
-    pub(crate) fn added(&self) {
-        self.add(1);
-    }
-    pub(crate) fn add(&self, keys: usize) {
-        self.0.fetch_add(keys as isize, Relaxed);
-    }
-    pub(crate) fn removed(&self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-    /// Clamped at zero: a remove may be counted before the insert it follows.
-    pub(crate) fn get(&self) -> usize {
-        usize::try_from(self.0.load(Relaxed)).unwrap_or(0)
-    }
-}
+use std::sync::atomic::Ordering::SeqCst;
 
 /// An immutable read view of the map.
 pub(crate) struct Snapshot<K, V> {
@@ -136,7 +58,7 @@ impl<K, V> Snapshot<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        find(&self.table, hash, key)
+        self.table.entry_of(hash, key)
     }
 
     /// Go's lock-free part of `Load`. The caller keeps this snapshot pinned for as long as it

@@ -6,7 +6,7 @@
 //! Under `cfg(dualmap_loom)` every primitive of the crate (`Arc`, the atomics, the map mutex and the
 //! snapshot cell) is loom's (see `src/sync.rs`), so loom explores every interleaving of the
 //! map's synchronisation points up to the preemption bound. Each model uses 2-3 threads and
-//! very few operations, a fixed-seed hasher, and forces the promotions it needs: with `n`
+//! very few operations, a hasher that gives every key the same hash (`SameHash`), and forces the promotions it needs: with `n`
 //! entries in the dirty map, `n` counted misses (`get` of an absent key while amended)
 //! promote it, and `iter()` promotes an amended map at once.
 //!
@@ -18,13 +18,37 @@ use dualmap::{DualMap, GetOrInsert, RETIRED_PER_EPOCH};
 use loom::sync::Arc;
 use loom::thread;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
-type Map<V> = DualMap<u32, V, ahash::RandomState>;
+type Map<V> = DualMap<u32, V, SameHash>;
 
 fn new_map<V>() -> Map<V> {
-    DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+    DualMap::with_hasher(SameHash)
+}
+
+/// Hashes every key alike. Once the map is amended, its miss filter holds that one hash, so
+/// every lookup of an absent key takes the lock and counts a miss, exactly as Go's `Load`
+/// does: the models drive promotions through misses without any test hook in the map. The
+/// tables stay correct, since they compare keys.
+#[derive(Clone, Copy)]
+struct SameHash;
+
+impl BuildHasher for SameHash {
+    type Hasher = OneHash;
+    fn build_hasher(&self) -> OneHash {
+        OneHash
+    }
+}
+
+struct OneHash;
+
+impl Hasher for OneHash {
+    fn finish(&self) -> u64 {
+        0x9e37_79b9_7f4a_7c15
+    }
+    fn write(&mut self, _: &[u8]) {}
 }
 
 /// Runs `model` under loom with `bound` preemptions (unless `LOOM_MAX_PREEMPTIONS` is set)
@@ -109,11 +133,9 @@ fn remove(map: &Map<u32>, key: u32) -> Option<u32> {
 /// Key 99 (and 98, 97) are never inserted.
 const ABSENT: u32 = 99;
 
-/// A lookup of the absent `key` that counts a miss while the map is amended, as in Go: the
-/// miss filter would answer it without the lock, so first make the filter claim it (a
-/// deterministic false positive, through a hook that exists only under `cfg(dualmap_loom)`).
+/// A lookup of the absent `key`: it counts a miss while the map is amended, as in Go (see
+/// [`SameHash`]).
 fn missed<V>(map: &Map<V>, key: u32) -> bool {
-    map.claim_in_miss_filter(&key);
     map.get(&key).is_none()
 }
 
