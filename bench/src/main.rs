@@ -127,7 +127,9 @@ struct Args {
     out: Option<PathBuf>,
 
     /// Also rewrite the generated sections of BENCHMARKS.md of the parts that ran, keeping
-    /// the prose between them and the sections of parts that did not run.
+    /// the prose between them and the sections of parts that did not run. The run-wide
+    /// sections (the run, the summary, the write-path targets) are rewritten only when every
+    /// part ran, since they draw on all of them.
     #[arg(long)]
     write_benchmarks_md: bool,
 
@@ -533,6 +535,18 @@ fn run_mix_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
 }
 
 impl Plan {
+    /// Whether every part runs: only then do the run-wide sections of BENCHMARKS.md (the run,
+    /// the summary, the targets) describe this run.
+    pub fn every_part(&self) -> bool {
+        self.go
+            && self.mixes
+            && self.writes
+            && self.latency
+            && self.memory
+            && self.cost
+            && self.write_scaling
+    }
+
     /// The maps of Go's workloads and the write-scaling benchmark: the `Reader` path changes
     /// only how gets are done.
     fn go_maps(&self) -> impl Iterator<Item = MapKind> + '_ {

@@ -296,6 +296,9 @@ const BLOCKS: [&str; 10] = [
     "write-scaling",
 ];
 
+/// The sections that draw on every part: BENCHMARKS.md keeps its own unless every part ran.
+const RUN_WIDE: [&str; 3] = ["run", "summary", "targets"];
+
 /// The cost-model operations, in table order, with their column names.
 const COST_OPERATIONS: [(&str, &str); 7] = [
     ("get_hit", "get hit"),
@@ -1762,8 +1765,9 @@ impl<'a> Generated<'a> {
     }
 
     /// Replaces the generated sections of BENCHMARKS.md at `path` whose parts ran, keeping
-    /// everything between them; writes the whole file from the template if it has no
-    /// generated sections yet.
+    /// everything between them; the run-wide ones (`RUN_WIDE`) only when every part ran, so
+    /// that a `--parts` run does not replace the figures of the others with "not measured".
+    /// Writes the whole file from the template if it has no generated sections yet.
     pub fn update_benchmarks_md(&self, path: &Path) -> std::io::Result<()> {
         let charts = relative_dir(path, &self.plan.out);
         let existing = std::fs::read_to_string(path).unwrap_or_default();
@@ -1773,6 +1777,9 @@ impl<'a> Generated<'a> {
             TEMPLATE.to_string()
         };
         for name in BLOCKS {
+            if RUN_WIDE.contains(&name) && !self.plan.every_part() {
+                continue;
+            }
             let Some(content) = self.block(name, &charts) else {
                 continue;
             };
