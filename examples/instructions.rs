@@ -137,9 +137,9 @@ trait Map {
         let _ = visit;
         unsupported()
     }
-    /// One dirty-map cycle with `new_key`, a key not in the map (only dualmap has a dirty map).
-    fn rebuild(&self, new_key: u64) {
-        let _ = new_key;
+    /// One dirty-map cycle of the whole map (only dualmap has a dirty map): every key
+    /// copied once.
+    fn rebuild(&self) {
         unsupported()
     }
     /// Brings the map, uncounted, to the state every operation starts from: settled, with
@@ -153,6 +153,29 @@ fn unsupported() -> ! {
 }
 
 type DualMap = dualmap::DualMap<u64, u64, Hasher>;
+
+/// One new key per read/dirty pair of the (one) dualmap this process measures: found once by
+/// `settle`, uncounted, as keys whose insert rebuilt a pair's dirty map (the map is promoted
+/// then, so the first new key of each pair rebuilds it).
+fn pair_keys(map: &DualMap) -> &'static [u64] {
+    static KEYS: OnceLock<Vec<u64>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let pairs = map.stats().pairs;
+        let mut keys = Vec::with_capacity(pairs);
+        let mut candidates = u64::MAX / 2..;
+        while keys.len() < pairs {
+            let key = candidates.next().expect("enough candidates");
+            let rebuilds = map.stats().dirty_rebuilds;
+            assert!(DualMap::insert(map, key, key).is_none());
+            if map.stats().dirty_rebuilds > rebuilds {
+                keys.push(key);
+            }
+            assert!(DualMap::remove(map, &key).is_some());
+        }
+        drop(map.iter());
+        keys
+    })
+}
 
 impl Map for DualMap {
     fn getter(&self) -> impl FnMut(u64) -> Option<u64> + '_ {
@@ -172,12 +195,14 @@ impl Map for DualMap {
             visit(*key, *value);
         }
     }
-    /// Go's dirty-map cycle (W1): the first new key after a promotion copies the snapshot's
-    /// entries into a new dirty map; taking the key out again and iterating promotes that
-    /// map, so every cycle rebuilds from the same entries.
-    fn rebuild(&self, new_key: u64) {
-        assert!(DualMap::insert(self, new_key, new_key).is_none());
-        assert!(DualMap::remove(self, &new_key).is_some());
+    /// Go's dirty-map cycle (W1) in every read/dirty pair: the first new key of a pair after
+    /// its promotion copies the pair's snapshot into a new dirty map; taking the keys out again
+    /// and iterating promotes those maps, so every cycle rebuilds from the same entries.
+    fn rebuild(&self) {
+        for &key in pair_keys(self) {
+            assert!(DualMap::insert(self, key, key).is_none());
+            assert!(DualMap::remove(self, &key).is_some());
+        }
         drop(self.iter());
     }
     /// Iterating an amended map promotes its dirty map at once (one lock, no copy); the
@@ -186,10 +211,11 @@ impl Map for DualMap {
     /// published, which would charge them to the next operation: a dirty-map cycle publishes
     /// two and frees them here instead.
     fn settle(&self) {
-        if self.stats().retired > 0 {
-            self.rebuild(u64::MAX);
-        }
         drop(self.iter());
+        pair_keys(self);
+        if self.stats().retired > 0 {
+            self.rebuild();
+        }
         let stats = self.stats();
         assert_eq!(stats.dirty_len, None, "every key is promoted");
         assert_eq!(stats.retired, 0, "every displaced value is freed");
@@ -545,8 +571,8 @@ fn operate<M: Map>(map: &M, operation: Operation, keys: u64, ops: u64) {
             }
         }
         Operation::Rebuild => {
-            for cycle in 0..passes(keys, ops) {
-                map.rebuild(keys + cycle);
+            for _ in 0..passes(keys, ops) {
+                map.rebuild();
             }
         }
         Operation::Loop => each_key(n, 0, keys, 0, |_| ()),

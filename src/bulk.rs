@@ -43,13 +43,20 @@ impl<K: Eq, V> BulkLoad<K, V> {
         }
     }
 
-    /// The staged pairs as a read table of fresh entries. Runs no user code.
-    pub(crate) fn into_table(self) -> Table<K, V> {
-        let mut table = Table::with_capacity(self.pairs.len());
+    /// The staged pairs as `count` read tables of fresh entries, each pair going to the table
+    /// `table_of` its hash. Runs no user code.
+    pub(crate) fn into_tables(
+        self,
+        count: usize,
+        table_of: impl Fn(u64) -> usize,
+    ) -> Vec<Table<K, V>> {
+        let each = self.pairs.len().div_ceil(count);
+        let mut tables: Vec<Table<K, V>> = (0..count).map(|_| Table::with_capacity(each)).collect();
         for (hash, key, value) in self.pairs {
-            table.insert_absent(Arc::new(Entry::new(key, hash, OwnedValue::new(value))));
+            let entry = Arc::new(Entry::new(key, hash, OwnedValue::new(value)));
+            tables[table_of(hash)].insert_absent(entry);
         }
-        table
+        tables
     }
 }
 
@@ -72,8 +79,10 @@ mod tests {
         bulk.push(7, Key(1, "first"), 'a');
         bulk.push(9, Key(2, "other"), 'b');
         bulk.push(7, Key(1, "second"), 'c');
-        let table = bulk.into_table();
-        assert_eq!(table.len(), 2);
+        let mut tables = bulk.into_tables(2, |hash| (hash == 9) as usize);
+        assert_eq!(tables[1].len(), 1);
+        let table = tables.swap_remove(0);
+        assert_eq!(table.len(), 1);
         let entry = table.entry_of(7, &Key(1, "probe")).expect("staged");
         assert_eq!(entry.key.1, "first");
         let node = entry.load().expect("present");

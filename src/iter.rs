@@ -4,6 +4,8 @@
 //! through an `Rc`, so an item costs two non-atomic increments and no shared write.
 
 use crate::entry::{value_of, Entry};
+use crate::pairs::Pairs;
+use crate::raw::RawMap;
 use crate::snapshot::Snapshot;
 use crate::sync::Arc;
 use std::fmt;
@@ -52,17 +54,29 @@ impl<T: fmt::Display> fmt::Display for Pinned<'_, T> {
     }
 }
 
-/// The iterator of [`DualMap::iter`](crate::DualMap::iter): every key present when it was
-/// created, exactly once, with its value as of the visit.
+/// The iterator of [`DualMap::iter`](crate::DualMap::iter): Go's `Range`. Its creation
+/// promotes every amended read/dirty pair; it then walks the pairs one after another,
+/// pinning each pair's snapshot when it reaches it. Every key present for the whole iteration is
+/// visited exactly once, with its value as of the visit; no key is visited twice; a key
+/// inserted or removed meanwhile may or may not be visited.
 ///
 /// ```
-/// let map = dualmap::DualMap::new();
+/// let map = dualmap::DualMap::builder().pairs(1).build();
 /// map.insert(1, 1);
 /// let mut iter = map.iter();
-/// map.insert(2, 2); // added after the start: not visited
-/// assert_eq!(iter.by_ref().count(), 1);
+/// assert!(iter.next().is_some()); // the only pair is pinned now
+/// map.insert(2, 2); // added after its pair was pinned: not visited
+/// assert_eq!(iter.count(), 0);
 /// ```
 pub struct Iter<'a, K, V> {
+    /// The walk of the pair being visited, once one is.
+    current: Option<PairIter<'a, K, V>>,
+    /// The pairs still to visit, pinned only when reached.
+    rest: std::slice::Iter<'a, RawMap<K, V>>,
+}
+
+/// The walk of one pair's snapshot.
+struct PairIter<'a, K, V> {
     /// Borrows the table inside the pinned snapshot; declared first so it is dropped first.
     entries: hashbrown::hash_table::Iter<'a, Arc<Entry<K, V>>>,
     /// The snapshot: owned until the first item is yielded, then shared with the items
@@ -89,7 +103,20 @@ impl<'a, K: 'a, V: 'a> Pin<'a, K, V> {
 }
 
 impl<'a, K: 'a, V: 'a> Iter<'a, K, V> {
-    pub(crate) fn new(snapshot: Arc<Snapshot<K, V>>) -> Self {
+    /// Walks `pairs` one after another. Promotes every amended pair now, as Go's `Range`
+    /// does at its start, so that every key present now is in a snapshot; each pair is
+    /// pinned (and promoted again if it was amended since) only when reached.
+    pub(crate) fn new(pairs: &'a Pairs<K, V>) -> Self {
+        pairs.iter().for_each(RawMap::promote_if_amended);
+        Self {
+            current: None,
+            rest: pairs.iter(),
+        }
+    }
+}
+
+impl<'a, K: 'a, V: 'a> PairIter<'a, K, V> {
+    fn new(snapshot: Arc<Snapshot<K, V>>) -> Self {
         let table: *const _ = &*snapshot.table;
         // SAFETY: the table lives inside `snapshot`, which is immutable once published and
         // which this iterator keeps alive (and drops after `entries`). `'a` is the borrow of
@@ -107,6 +134,19 @@ impl<'a, K: 'a, V: 'a> Iterator for Iter<'a, K, V> {
     type Item = (Pinned<'a, K>, Pinned<'a, V>);
 
     fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.as_mut().and_then(PairIter::next) {
+                return Some(item);
+            }
+            // The walk of the previous pair is dropped before the next pair is pinned.
+            self.current = None;
+            self.current = Some(PairIter::new(self.rest.next()?.pin_for_iteration()));
+        }
+    }
+}
+
+impl<'a, K: 'a, V: 'a> PairIter<'a, K, V> {
+    fn next(&mut self) -> Option<(Pinned<'a, K>, Pinned<'a, V>)> {
         let (entry, node) = self
             .entries
             .by_ref()
@@ -126,16 +166,14 @@ impl<'a, K: 'a, V: 'a> Iterator for Iter<'a, K, V> {
             },
         ))
     }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, self.entries.size_hint().1)
-    }
 }
 
 impl<K, V> fmt::Debug for Iter<'_, K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let in_pair = self.current.as_ref().map_or(0, |pair| pair.entries.len());
         f.debug_struct("Iter")
-            .field("remaining_at_most", &self.entries.len())
+            .field("left_in_pair", &in_pair)
+            .field("pairs_left", &self.rest.len())
             .finish()
     }
 }

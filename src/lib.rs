@@ -5,7 +5,10 @@
 //! their entries, so a value stored through either is seen through both at once. Reading or
 //! overwriting a key of the snapshot takes no lock and writes no shared cache line besides the
 //! entry itself; lookups that miss the snapshot lock and are counted, and once they add up to
-//! the size of the dirty map it is promoted to be the snapshot in one pointer switch.
+//! the size of the dirty map it is promoted to be the snapshot in one pointer switch. The keys
+//! are split by hash over independent read/dirty pairs (four per core by default; one is Go's
+//! `sync.Map` exactly: [`DualMap::builder`]), so new keys of different pairs take different
+//! mutexes.
 //!
 //! ```
 //! use dualmap::DualMap;
@@ -25,14 +28,14 @@
 //! - Threads working on disjoint key sets.
 //!
 //! # When not to
-//! - Workloads that insert new keys all the time (every new key takes one global mutex), or
-//!   that churn keys in and out: a sharded map such as `dashmap` does better.
+//! - Workloads that insert new keys all the time (every new key takes its pair's mutex and
+//!   allocates), or that churn keys in and out: a sharded map such as `dashmap` does better.
 //! - Values you need to mutate in place: values are replaced, not locked.
 //!
 //! # Guarantees
 //! - Every single-key operation is linearizable.
 //! - [`Ref`]s and iteration items hold no lock: holding one cannot deadlock anything.
-//! - Iteration visits every key present when it starts exactly once.
+//! - Iteration visits every key present throughout exactly once, and no key twice.
 //! - User code (`Drop`, `PartialEq` of values, closures) never runs under the map's mutex;
 //!   only `Eq` of keys does, before anything is changed. A panic in any of it leaves the map
 //!   usable and leaks nothing.
@@ -69,6 +72,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod builder;
 mod bulk;
 mod dirty;
 pub mod docs;
@@ -77,6 +81,7 @@ mod filter;
 mod iter;
 mod live_keys;
 mod map;
+mod pairs;
 mod raw;
 mod reader;
 mod reclaim;
@@ -88,6 +93,7 @@ mod sync;
 mod table;
 mod value_ref;
 
+pub use builder::Builder;
 pub use iter::{Iter, Keys, Pinned, Values};
 pub use map::{DualMap, GetOrInsert, OccupiedError};
 pub use reader::Reader;

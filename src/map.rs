@@ -1,8 +1,10 @@
 //! The public map: hashes keys with the map's `BuildHasher` and delegates to the raw map.
 
+use crate::builder::Builder;
 use crate::bulk::BulkLoad;
 use crate::entry::OwnedValue;
 use crate::iter::{Iter, Keys, Values};
+use crate::pairs::{self, Pairs};
 use crate::raw::RawMap;
 use crate::reader::Reader;
 use crate::value_ref::Ref;
@@ -13,6 +15,10 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 /// A concurrent hash map for read-mostly workloads: Go's `sync.Map` read/dirty design.
+///
+/// The keys are split by hash over independent read/dirty pairs, each a whole `sync.Map`
+/// (four per core by default; one is Go exactly: see [`Builder::pairs`]). Every operation on
+/// one key is Go's, on its pair.
 ///
 /// Reads of keys in the published read snapshot take no lock and write no shared memory;
 /// overwrites of existing keys are a single compare-and-swap. New keys go to a dirty map
@@ -35,7 +41,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 /// assert_eq!(reader.join().unwrap(), Some(true));
 /// ```
 pub struct DualMap<K, V, S = ahash::RandomState> {
-    raw: RawMap<K, V>,
+    pairs: Pairs<K, V>,
     hasher: S,
 }
 
@@ -145,7 +151,8 @@ impl<K, V> DualMap<K, V, ahash::RandomState> {
         Self::with_hasher(ahash::RandomState::new())
     }
 
-    /// An empty map whose first read table has room for `capacity` keys.
+    /// An empty map whose first read tables have room for `capacity` keys (an even share per
+    /// read/dirty pair).
     ///
     /// ```
     /// let map: dualmap::DualMap<u64, u64> = dualmap::DualMap::with_capacity(1_000);
@@ -153,6 +160,20 @@ impl<K, V> DualMap<K, V, ahash::RandomState> {
     /// ```
     pub fn with_capacity(capacity: usize) -> Self {
         Self::with_capacity_and_hasher(capacity, ahash::RandomState::new())
+    }
+}
+
+impl DualMap<(), ()> {
+    /// A [`Builder`], to choose the number of independent read/dirty pairs (one is Go's
+    /// `sync.Map` exactly), the capacity and the hasher. (Defined on `DualMap<(), ()>` so
+    /// that `DualMap::builder()` needs no type annotations, as papaya's `HashMap::builder`.)
+    ///
+    /// ```
+    /// let map: dualmap::DualMap<&str, u32> = dualmap::DualMap::builder().pairs(1).build();
+    /// assert_eq!(map.stats().pairs, 1);
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
     }
 }
 
@@ -177,14 +198,19 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert!(map.is_empty());
     /// ```
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
+        Self::with_pairs(pairs::default_count(), capacity, hasher)
+    }
+
+    /// `count` pairs: a power of two, at most `MAX_PAIRS` (the builder checks).
+    pub(crate) fn with_pairs(count: usize, capacity: usize, hasher: S) -> Self {
         Self {
-            raw: RawMap::with_capacity(capacity),
+            pairs: Pairs::new(count, capacity),
             hasher,
         }
     }
 
-    pub(crate) fn raw(&self) -> &RawMap<K, V> {
-        &self.raw
+    pub(crate) fn pairs(&self) -> &Pairs<K, V> {
+        &self.pairs
     }
 
     /// A [`Reader`]: a read handle for one thread whose hits need no guard at all (see its
@@ -211,10 +237,11 @@ impl<K, V, S> DualMap<K, V, S> {
         &self.hasher
     }
 
-    /// The number of keys present, in O(1) and without locking (Go's `sync.Map` has no
-    /// length). Exact whenever no insert or remove is in flight. While some are, it can be off
-    /// by at most the number in flight, in either direction: each operation updates the count
-    /// just after its own atomic step, so a concurrent `len` may count one key's insert before
+    /// The number of keys present, without locking (Go's `sync.Map` has no length): one
+    /// counter per read/dirty pair, summed. Exact whenever no insert or remove is in flight.
+    /// While some are, it can be off by at most the number in flight, in either direction:
+    /// each operation updates its pair's count just after its own atomic step, and the pairs
+    /// are read one after another, so a concurrent `len` may count one key's insert before
     /// another key's earlier remove (a value the map never had). `tests/linearizability.rs`
     /// checks exactly this bound.
     ///
@@ -226,7 +253,7 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert_eq!(map.len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        self.raw.len()
+        self.pairs.len()
     }
 
     /// True if no key is present; as exact as [`len`](Self::len).
@@ -241,9 +268,12 @@ impl<K, V, S> DualMap<K, V, S> {
         self.len() == 0
     }
 
-    /// Removes every key (Go's `Clear`). Readers that pinned a snapshot before the call keep
-    /// seeing the old contents through their handles. On an empty map it neither locks nor
-    /// allocates.
+    /// Removes every key (Go's `Clear`), one read/dirty pair after another: each pair is
+    /// cleared at one instant, as Go's `Clear` clears its map, but with more than one pair the
+    /// map as a whole is not. A key inserted while `clear` runs may survive it even if
+    /// another key inserted before that one does not. Readers that pinned a snapshot before
+    /// the call keep seeing the old contents through their handles. On an empty map it
+    /// neither locks nor allocates.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();
@@ -253,16 +283,17 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert!(map.get(&1).is_none());
     /// ```
     pub fn clear(&self) {
-        self.raw.clear();
+        self.pairs.clear();
     }
 
-    /// Iterates over every key present when the call starts, each exactly once (Go's
-    /// `Range`). Keys inserted meanwhile may be missed; each value is read when its key is
-    /// visited. No lock is held while iterating: the loop body may call any method, including
-    /// a nested `iter`. On a map with keys only the dirty map holds, the call first promotes
-    /// the dirty map (one lock, no copy).
+    /// Iterates over the map (Go's `Range`): every key present for the whole iteration
+    /// exactly once, each value read when its key is visited; keys inserted or removed
+    /// meanwhile may or may not be visited, and none twice. The read/dirty pairs are walked
+    /// one after another, each pinned when reached, and promoted first if it holds keys only
+    /// its dirty map has (one lock, no copy). No lock is held while iterating: the loop body
+    /// may call any method, including a nested `iter`.
     ///
-    /// The items pin the snapshot being iterated (see [`Ref`]); they are not `Send`.
+    /// The items pin the snapshot of their pair (see [`Ref`]); they are not `Send`.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();
@@ -274,7 +305,7 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert_eq!(seen, [(0, 0), (1, 10), (2, 20), (3, 30)]);
     /// ```
     pub fn iter(&self) -> Iter<'_, K, V> {
-        Iter::new(self.raw.pin_for_iteration())
+        Iter::new(&self.pairs)
     }
 
     /// Iterates over the keys, as [`iter`](Self::iter) does.
@@ -314,12 +345,13 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert_eq!(map.len(), 5);
     /// assert!(map.get(&3).is_none());
     /// ```
-    pub fn retain(&self, keep: impl FnMut(&K, &V) -> bool) {
-        self.raw.retain(keep);
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.pairs.iter().for_each(|pair| pair.retain(&mut keep));
     }
 
     /// Counters that show what the map is doing: sizes, misses, promotions, rebuilds and
-    /// retired values. Takes the map's mutex briefly, so the fields are mutually consistent.
+    /// retired values, summed over the read/dirty pairs. Takes each pair's mutex briefly in
+    /// turn: each pair's counters are mutually consistent, their sums not one instant's.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();
@@ -330,7 +362,7 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert!(stats.amended);
     /// ```
     pub fn stats(&self) -> Stats {
-        self.raw.stats()
+        self.pairs.stats()
     }
 }
 
@@ -345,12 +377,12 @@ where
     /// first `Err`, which it returns; the pairs staged until then are dropped, and a vacant
     /// map stays vacant. Into any other map the pairs are inserted one by one. `capacity`:
     /// how many pairs to make room for up front.
-    pub(crate) fn load_pairs<E>(
+    pub(crate) fn load_bulk<E>(
         &mut self,
         capacity: usize,
         pairs: impl IntoIterator<Item = Result<(K, V), E>>,
     ) -> Result<(), E> {
-        if !self.raw.is_vacant() {
+        if !self.pairs.is_vacant() {
             for pair in pairs {
                 let (key, value) = pair?;
                 self.insert(key, value);
@@ -362,7 +394,7 @@ where
             let (key, value) = pair?;
             bulk.push(self.hash(&key), key, value);
         }
-        self.raw.publish_bulk(bulk.into_table());
+        self.pairs.publish_bulk(bulk);
         Ok(())
     }
 
@@ -377,6 +409,12 @@ where
         hasher.finish()
     }
 
+    /// The read/dirty pair that holds the keys of `hash`.
+    #[inline(always)]
+    fn pair(&self, hash: u64) -> &RawMap<K, V> {
+        self.pairs.of(hash)
+    }
+
     /// The value of `key` (Go's `Load`), as a [`Ref`] that holds no lock. A key in the read
     /// snapshot costs no lock and no shared write; a key only the dirty map holds takes the
     /// mutex and counts a miss.
@@ -387,13 +425,14 @@ where
     /// assert_eq!(*map.get("k").unwrap(), 1); // look up a String key by &str
     /// assert!(map.get("missing").is_none());
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn get<Q>(&self, key: &Q) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.raw.get(self.hash(key), key)
+        let hash = self.hash(key);
+        self.pair(hash).get(hash, key)
     }
 
     /// A clone of the value of `key`.
@@ -445,7 +484,7 @@ where
     /// ```
     pub fn insert(&self, key: K, value: V) -> Option<Ref<K, V>> {
         let hash = self.hash(&key);
-        self.raw.insert(key, hash, value)
+        self.pair(hash).insert(key, hash, value)
     }
 
     /// Returns the value of `key` if present, else inserts `value` (Go's `LoadOrStore`). The
@@ -483,7 +522,7 @@ where
     /// ```
     pub fn try_insert(&self, key: K, value: V) -> Result<Ref<K, V>, OccupiedError<K, V>> {
         let hash = self.hash(&key);
-        self.raw
+        self.pair(hash)
             .get_or_insert(key, hash, OwnedValue::new(value))
             .map_err(|(current, offered)| OccupiedError {
                 current,
@@ -529,7 +568,8 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.raw.remove(self.hash(key), key)
+        let hash = self.hash(key);
+        self.pair(hash).remove(hash, key)
     }
 
     /// Replaces the value of `key` with `new` if it equals `expected` (Go's
@@ -548,8 +588,9 @@ where
         Q: Hash + Eq + ?Sized,
         V: PartialEq,
     {
-        self.raw
-            .compare_and_swap(self.hash(key), key, expected, OwnedValue::new(new))
+        let hash = self.hash(key);
+        self.pair(hash)
+            .compare_and_swap(hash, key, expected, OwnedValue::new(new))
             .map_err(OwnedValue::into_inner)
     }
 
@@ -568,7 +609,8 @@ where
         Q: Hash + Eq + ?Sized,
         V: PartialEq,
     {
-        self.raw.compare_and_remove(self.hash(key), key, expected)
+        let hash = self.hash(key);
+        self.pair(hash).compare_and_remove(hash, key, expected)
     }
 }
 
@@ -617,11 +659,11 @@ where
     /// assert_eq!(copy.stats().dirty_len, None); // nothing behind the mutex
     /// ```
     fn clone(&self) -> Self {
-        let mut copy = Self::with_hasher(self.hasher.clone());
+        let mut copy = Self::with_pairs(self.pairs.count(), 0, self.hasher.clone());
         let pairs = self
             .iter()
             .map(|(key, value)| Ok::<_, Infallible>((K::clone(&key), V::clone(&value))));
-        let Ok(()) = copy.load_pairs(self.len(), pairs);
+        let Ok(()) = copy.load_bulk(self.len(), pairs);
         copy
     }
 }
@@ -665,11 +707,11 @@ where
     /// assert_eq!(map.len(), 2);
     /// assert_eq!(map.stats().dirty_len, None); // loaded in bulk
     /// map.extend([(3, 3)]);
-    /// assert_eq!(map.stats().dirty_len, Some(3)); // a new key, through the dirty map
+    /// assert!(map.stats().amended); // a new key, through its pair's dirty map
     /// ```
     fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, pairs: I) {
         let pairs = pairs.into_iter();
-        let Ok(()) = self.load_pairs(pairs.size_hint().0, pairs.map(Ok::<_, Infallible>));
+        let Ok(()) = self.load_bulk(pairs.size_hint().0, pairs.map(Ok::<_, Infallible>));
     }
 }
 

@@ -570,12 +570,20 @@ impl<K, V> RawMap<K, V> {
             return snapshot;
         }
         drop(snapshot);
+        self.promote_if_amended();
+        self.read.load_full()
+    }
+
+    /// Promotes the dirty map if the snapshot is amended (one lock, no copy).
+    pub(crate) fn promote_if_amended(&self) {
+        if !self.read.load().amended() {
+            return;
+        }
         self.locked(|dirty, garbage| {
             if self.read.load().amended() {
                 self.promote(dirty, garbage);
             }
-            self.read.load_full()
-        })
+        });
     }
 
     /// Removes every entry of the pinned snapshot for which `keep` is false; entries whose
@@ -668,6 +676,7 @@ impl<K, V> RawMap<K, V> {
                 dirty_rebuilds: dirty.rebuilds,
                 rotations: dirty.rotations,
                 retired: snapshot.epoch.outstanding(),
+                pairs: 1,
             }
         })
     }

@@ -21,7 +21,8 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 /// How many displaced values one reclamation epoch collects before the map publishes a fresh
 /// snapshot (a *rotation*) so that they can be freed. This bounds the garbage of an
 /// overwrite-heavy map ([`Stats::retired`](crate::Stats::retired)): with no operation in
-/// flight and no handle held, fewer than this many displaced values wait to be freed; while
+/// flight and no handle held, fewer than this many displaced values per read/dirty pair wait
+/// to be freed; while
 /// operations run, each one pins what other threads retire during it (a thread preempted in
 /// the middle of an operation pins for as long as it is off the CPU). DESIGN.md, "How much
 /// garbage", states the bound.

@@ -45,7 +45,7 @@ where
                 // Capped: the input decides the hint.
                 let capacity = access.size_hint().unwrap_or(0).min(4096);
                 let entries = std::iter::from_fn(|| access.next_entry().transpose());
-                map.load_pairs(capacity, entries)?;
+                map.load_bulk(capacity, entries)?;
                 Ok(map)
             }
         }

@@ -1,9 +1,11 @@
 //! [`Stats`]: what the map is doing.
 
-/// A consistent view of the map's internal counters, from [`DualMap::stats`](crate::DualMap::stats).
+/// The map's internal counters, from [`DualMap::stats`](crate::DualMap::stats): summed over
+/// its read/dirty pairs, each pair's read consistently under its lock.
 ///
 /// ```
-/// let map = dualmap::DualMap::new();
+/// // One read/dirty pair, as Go's sync.Map: with more, each pair counts its own misses.
+/// let map = dualmap::DualMap::builder().pairs(1).build();
 /// for i in 0..3 {
 ///     map.insert(i, i);
 /// }
@@ -15,7 +17,7 @@
 /// assert_eq!(stats.snapshot_len, 3);
 /// assert_eq!(stats.dirty_len, None);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Keys present (as [`DualMap::len`](crate::DualMap::len)).
@@ -39,4 +41,8 @@ pub struct Stats {
     pub rotations: u64,
     /// Values displaced by stores and removes that wait for readers to move on.
     pub retired: usize,
+    /// Independent read/dirty pairs the map's keys are split over (see
+    /// [`Builder::pairs`](crate::Builder::pairs)); every other field is the sum over them
+    /// (`amended`: whether any pair is; `dirty_len`: `None` only if no pair has a dirty map).
+    pub pairs: usize,
 }

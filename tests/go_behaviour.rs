@@ -15,7 +15,11 @@ use std::sync::Arc;
 use std::thread;
 
 fn map<K, V>() -> DualMap<K, V> {
-    DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+    // One read/dirty pair: Go's sync.Map exactly.
+    DualMap::builder()
+        .pairs(1)
+        .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+        .build()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ use std::time::Instant;
 
 type Map<V> = DualMap<u32, V, SameHash>;
 
+/// One read/dirty pair: Go's `sync.Map` exactly (every model but the last section's).
 fn new_map<V>() -> Map<V> {
-    DualMap::with_hasher(SameHash)
+    DualMap::builder().pairs(1).hasher(SameHash).build()
 }
 
 /// Hashes every key alike. Once the map is amended, its miss filter holds that one hash, so
@@ -44,9 +45,12 @@ impl BuildHasher for SameHash {
 
 struct OneHash;
 
+/// The one hash of `SameHash`.
+const ONE_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+
 impl Hasher for OneHash {
     fn finish(&self) -> u64 {
-        0x9e37_79b9_7f4a_7c15
+        ONE_HASH
     }
     fn write(&mut self, _: &[u8]) {}
 }
@@ -1305,5 +1309,81 @@ fn miss_filter_regrow_vs_lookup() {
         assert_eq!(map.get(&100).map(|value| *value), Some(100));
         assert_eq!(map.get(&200).map(|value| *value), Some(200));
         assert_eq!(map.len(), 66);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Independent read/dirty pairs
+// ---------------------------------------------------------------------------------------
+
+/// Hashes even keys to read/dirty pair 0 and odd keys to pair 1 of a two-pair map (the pair
+/// index is hash bit 44 there), every key of a pair alike, as `SameHash` does.
+#[derive(Clone, Copy)]
+struct ByParity;
+
+struct ParityHash(u64);
+
+impl BuildHasher for ByParity {
+    type Hasher = ParityHash;
+    fn build_hasher(&self) -> ParityHash {
+        ParityHash(0)
+    }
+}
+
+impl Hasher for ParityHash {
+    fn finish(&self) -> u64 {
+        (ONE_HASH & !(1 << 44)) | ((self.0 & 1) << 44)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = u64::from(bytes[0]);
+    }
+}
+
+/// Iteration walks the pairs one after another, pinning each when it reaches it, while
+/// another thread adds a key to each pair and removes one. No key is visited twice; the keys
+/// present throughout (1 and 2, one per pair) are visited with their values; a key added or
+/// removed meanwhile may or may not be; and `len` never counts a key twice.
+#[test]
+fn iteration_across_pairs_vs_inserts_and_removes() {
+    check("iteration_across_pairs_vs_inserts_and_removes", 3, || {
+        let map: Arc<DualMap<u32, u32, ByParity>> =
+            Arc::new(DualMap::builder().pairs(2).hasher(ByParity).build());
+        map.insert(1, 10);
+        map.insert(2, 20);
+        map.insert(3, 30);
+        drop(map.iter()); // promotes both pairs
+        assert_eq!(map.stats().pairs, 2);
+
+        let iterator = {
+            let map = map.clone();
+            thread::spawn(move || {
+                let mut seen = BTreeMap::new();
+                for (key, value) in map.iter() {
+                    assert!(seen.insert(*key, *value).is_none(), "key {} twice", *key);
+                }
+                seen
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert_eq!(map.insert(4, 40).map(|v| *v), None); // pair 0
+                assert_eq!(map.remove(&3).map(|v| *v), Some(30)); // pair 1
+                assert_eq!(map.insert(5, 50).map(|v| *v), None); // pair 1
+                assert!(map.len() <= 4);
+            })
+        };
+        let seen = iterator.join().unwrap();
+        writer.join().unwrap();
+
+        assert_eq!(seen.get(&1), Some(&10));
+        assert_eq!(seen.get(&2), Some(&20));
+        for (key, value) in &seen {
+            assert_eq!(*value, key * 10);
+        }
+        assert_eq!(map.len(), 4);
+        let mut keys: Vec<u32> = map.keys().map(|key| *key).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [1, 2, 4, 5]);
     });
 }

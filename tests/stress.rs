@@ -966,7 +966,8 @@ fn held_ref_pins_retired_values_until_dropped() {
     const OPS: usize = size(50_000, ROTATE_EVERY / 2 + 40);
     let tracker = Tracker::new(2 * WRITERS * OPS + 1_000);
     {
-        let map: Map<'_> = new_map();
+        // One read/dirty pair: a Ref pins the epochs of its own pair only.
+        let map: Map<'_> = DualMap::builder().pairs(1).build();
         let tracker = &tracker;
         for k in 0..KEYS as u64 {
             map.insert(Key::new(tracker, k), Val::new(tracker, k, 0));

@@ -51,6 +51,11 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     maps: Vec<String>,
 
+    /// Read/dirty pairs of the dualmap maps (1 is Go's sync.Map exactly) [default: the
+    /// crate's, four per core].
+    #[arg(long)]
+    dualmap_pairs: Option<usize>,
+
     /// Go workloads to run: names or case-insensitive substrings, e.g. LoadMostlyHits,Swap
     /// (default: all 24).
     #[arg(long, value_delimiter = ',')]
@@ -711,6 +716,9 @@ fn steps(plan: &Plan) -> u64 {
 
 fn main() {
     let args = Args::parse();
+    if let Some(pairs) = args.dualmap_pairs {
+        workloads::set_dualmap_pairs(pairs);
+    }
     let plan = plan(&args);
     let load_before = report::load_average();
     let started = Instant::now();

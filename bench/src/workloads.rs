@@ -140,6 +140,17 @@ macro_rules! no_local {
 
 /// dualmap.
 pub type DualMapT = dualmap::DualMap<u64, u64, Hasher>;
+
+/// The read/dirty pairs of every dualmap built from now on (`--dualmap-pairs`); unset, the
+/// crate's default.
+static DUALMAP_PAIRS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Sets `--dualmap-pairs`, once, before any map is built.
+pub fn set_dualmap_pairs(pairs: usize) {
+    DUALMAP_PAIRS
+        .set(pairs)
+        .expect("--dualmap-pairs is set once");
+}
 /// dashmap, the sharded `RwLock` map.
 pub type DashMapT = dashmap::DashMap<u64, u64, Hasher>;
 /// One `parking_lot::RwLock` around a `HashMap`.
@@ -171,7 +182,7 @@ impl BenchMap for ViaReader {
     }
 
     fn with_capacity(capacity: usize) -> Self {
-        ViaReader(DualMapT::with_capacity(capacity))
+        ViaReader(<DualMapT as BenchMap>::with_capacity(capacity))
     }
     fn settle(&self) {
         self.0.settle();
@@ -209,7 +220,14 @@ impl BenchMap for DualMapT {
     no_local!();
 
     fn with_capacity(capacity: usize) -> Self {
-        Self::with_capacity_and_hasher(capacity, Hasher::new())
+        match DUALMAP_PAIRS.get() {
+            Some(&pairs) => dualmap::DualMap::builder()
+                .pairs(pairs)
+                .capacity(capacity)
+                .hasher(Hasher::new())
+                .build(),
+            None => Self::with_capacity_and_hasher(capacity, Hasher::new()),
+        }
     }
     fn settle(&self) {
         // Iterating an amended map promotes its dirty map at once (one lock, no copy).

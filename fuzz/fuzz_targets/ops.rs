@@ -272,7 +272,7 @@ fn run(data: &[u8]) {
     reset_registry();
     let mut input = Input(data);
     let mut ctx = Context { index: 0, op: None };
-    let map = new_map();
+    let map = new_map(1); // Go's sync.Map exactly: one read/dirty pair
     let mut model = Model::new();
     let mut held = Held::new();
     let mut reader = map.reader();

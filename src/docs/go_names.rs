@@ -11,8 +11,9 @@
 //! | `CompareAndSwap(k, old, new)` | [`compare_and_swap`](crate::DualMap::compare_and_swap) | never inserts; gives `new` back on failure |
 //! | `CompareAndDelete(k, old)` | [`compare_and_remove`](crate::DualMap::compare_and_remove) | |
 //! | `Range(f)` | [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain) | a `for` loop; `break` stops it |
-//! | `Clear()` | [`clear`](crate::DualMap::clear) | |
-//! | (none, golang/go#20680) | [`len`](crate::DualMap::len), [`is_empty`](crate::DualMap::is_empty) | O(1), no lock |
+//! | `Clear()` | [`clear`](crate::DualMap::clear) | pair by pair |
+//! | (none, golang/go#20680) | [`len`](crate::DualMap::len), [`is_empty`](crate::DualMap::is_empty) | one counter per pair, no lock |
+//! | one `sync.Map` | [`DualMap::builder`](crate::DualMap::builder)`().`[`pairs(1)`](crate::Builder::pairs) | the default splits keys over independent read/dirty pairs |
 //!
 //! ```
 //! // Go:  v, loaded := m.LoadOrStore("k", 1)

@@ -3,12 +3,14 @@
 //! | operation | key in the read snapshot | key only in the dirty map | new key |
 //! |---|---|---|---|
 //! | `get`, `contains_key` | no lock, no shared write | mutex, counts a miss | no lock unless the miss filter has seen the key (then as a dirty key) |
-//! | `insert` | one CAS, plus retiring the old value | mutex | mutex; the first new key after a promotion rebuilds the dirty map (O(n)) |
+//! | `insert` | one CAS, plus retiring the old value | mutex | mutex; the first new key of a pair after its promotion rebuilds that pair's dirty map (O(n / pairs)) |
 //! | `get_or_insert` | one CAS or none | mutex, counts a miss | mutex |
 //! | `remove` | one CAS | mutex, counts a miss | as `get` |
 //! | `compare_and_swap` | one CAS | mutex, counts a miss | as `get` |
-//! | `iter`, `retain` | no lock | one lock to promote first | |
-//! | `len` | no lock | | |
+//! | `iter`, `retain` | no lock | one lock per amended pair to promote it first | |
+//! | `len` | no lock; one counter per pair | | |
+//!
+//! "Mutex" is the key's read/dirty pair's: keys of different pairs never wait for each other.
 //!
 //! A miss promotes the dirty map once misses reach its size, after which those keys are
 //! lock-free too. While the dirty map holds keys the snapshot lacks, the snapshot carries a
@@ -16,12 +18,13 @@
 //! added since the last promotion answers "absent" without the lock (in Go it locks, golang/go#21032).
 //! Such lookups do not count as misses, so only lookups of keys that really are in the dirty
 //! map (and the filter's rare false positives) drive promotion. Known costs inherited from
-//! Go's design: the O(n) dirty rebuild at the first
-//! new key after each promotion, every new key taking one mutex, and `iter` on an amended map
-//! promoting it. Prefer a sharded map when new keys are frequent.
+//! Go's design, per pair: the O(n / pairs) dirty rebuild at the first new key after each
+//! promotion, every new key taking its pair's mutex, and `iter` on an amended pair promoting
+//! it. Prefer a sharded map when new keys are frequent.
 //!
 //! ```
-//! let map = dualmap::DualMap::new();
+//! // One read/dirty pair, so that the misses below count toward one promotion.
+//! let map = dualmap::DualMap::builder().pairs(1).build();
 //! map.insert(1, 1); // a new key: it goes to the dirty map
 //! assert!(map.get(&2).is_none()); // never added: the miss filter answers, no lock
 //! assert_eq!(map.stats().misses, 0);

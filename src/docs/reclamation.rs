@@ -17,6 +17,8 @@
 //! republishes the same snapshot under a fresh epoch every
 //! [`RETIRED_PER_EPOCH`](crate::RETIRED_PER_EPOCH) (1,024) retired values (a *rotation*,
 //! counted in [`Stats::rotations`](crate::Stats::rotations)), so the garbage stays bounded.
+//! Each read/dirty pair has its own epochs: a handle pins its own pair's, and the bound is per
+//! pair.
 //!
 //! ```
 //! use dualmap::RETIRED_PER_EPOCH;

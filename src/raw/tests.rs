@@ -26,14 +26,18 @@ use std::sync::Arc;
 
 type Map<K = u32, V = u32> = DualMap<K, V>;
 
+/// One read/dirty pair: Go's `sync.Map` exactly, so promotions count as in Go.
 fn map<K, V>() -> Map<K, V> {
-    DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+    DualMap::builder()
+        .pairs(1)
+        .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+        .build()
 }
 
 /// Makes the miss filter claim `key`, as a false positive would, so that lookups of it while
 /// it is absent and the map amended take the lock and count misses as in Go.
 fn filter_claims<K: Hash + Eq + Borrow<Q>, V, Q: Hash + Eq + ?Sized>(m: &DualMap<K, V>, key: &Q) {
-    m.raw().record_in_miss_filter(m.hash(key));
+    m.pairs().at(0).record_in_miss_filter(m.hash(key));
 }
 
 /// A lookup of the absent `key` that goes through the lock while the map is amended (a miss
@@ -54,6 +58,7 @@ fn fresh_stats() -> Stats {
         dirty_rebuilds: 0,
         rotations: 0,
         retired: 0,
+        pairs: 1,
     }
 }
 
@@ -160,6 +165,7 @@ fn get_of_absent_key_promotes_after_dirty_len_misses() {
         dirty_rebuilds: 1,
         rotations: 0,
         retired: 0,
+        pairs: 1,
     };
     assert_eq!(m.stats(), after);
     // Not amended any more: misses and hits are lock-free and not counted.
@@ -252,6 +258,7 @@ fn split_map() -> Map {
             dirty_rebuilds: 2,
             rotations: 0,
             retired: 0,
+            pairs: 1,
         }
     );
     // Key 99 stays absent; make the filter claim it so lookups of it go through the lock.
@@ -664,6 +671,7 @@ fn rebuild_expunges_tombstones_and_a_store_puts_the_entry_back_into_dirty() {
         dirty_rebuilds: 2,
         rotations: 0,
         retired: 0,
+        pairs: 1,
     };
     assert_eq!(m.stats(), rebuilt);
     // Expunged keys are in the snapshot: reading, removing or compare-and-swapping them is
@@ -710,6 +718,7 @@ fn rebuild_expunges_tombstones_and_a_store_puts_the_entry_back_into_dirty() {
             dirty_rebuilds: 2,
             rotations: 0,
             retired: 0,
+            pairs: 1,
         }
     );
     assert_eq!(sorted_pairs(&m), [(0, 100), (1, 101), (2, 2), (10, 10)]);
@@ -889,16 +898,27 @@ fn iteration_on_an_amended_map_promotes_first() {
 }
 
 #[test]
-fn iteration_visits_keys_present_at_start_only() {
+fn iteration_visits_keys_present_when_the_pair_is_pinned_only() {
     let m = promoted(0..3);
     let mut iter = m.iter();
-    m.insert(10, 10); // new key after the start: not visited
-    m.insert(1, 100); // value read at visit time
-    let mut seen: Vec<(u32, u32)> = iter.by_ref().map(|(k, v)| (*k, *v)).collect();
+    let (first, _) = iter.next().expect("three keys"); // pins the only pair
+    let first = *first;
+    m.insert(10, 10); // new key after the pair was pinned: not visited
+    let later = if first == 1 { 0 } else { 1 };
+    m.insert(later, 100); // value read at visit time
+    let mut seen: Vec<u32> = iter
+        .by_ref()
+        .map(|(k, v)| {
+            assert_eq!(*v, if *k == later { 100 } else { *k });
+            *k
+        })
+        .collect();
+    seen.push(first);
     seen.sort_unstable();
-    assert_eq!(seen, [(0, 0), (1, 100), (2, 2)]);
+    assert_eq!(seen, [0, 1, 2]);
     drop(iter);
-    assert_eq!(sorted_pairs(&m), [(0, 0), (1, 100), (2, 2), (10, 10)]);
+    m.insert(later, later);
+    assert_eq!(sorted_pairs(&m), [(0, 0), (1, 1), (2, 2), (10, 10)]);
 }
 
 #[test]
@@ -970,6 +990,7 @@ fn clear_resets_misses_len_and_dirty_map_but_not_the_counters() {
         dirty_rebuilds: 2,
         rotations: 0,
         retired: 0,
+        pairs: 1,
     };
     assert_eq!(m.stats(), cleared);
     assert_eq!(
@@ -1185,12 +1206,16 @@ fn offered_values_that_are_not_stored_are_dropped_or_returned() {
 fn constructors_start_empty_and_hash_with_the_given_hasher() {
     let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
     let m: Map = DualMap::with_capacity_and_hasher(100, hasher.clone());
-    assert_eq!(m.stats(), fresh_stats());
+    let default_pairs = Stats {
+        pairs: crate::pairs::default_count(),
+        ..fresh_stats()
+    };
+    assert_eq!(m.stats(), default_pairs);
     assert_eq!(m.hasher().hash_one(7u32), hasher.hash_one(7u32));
     let m: Map = DualMap::with_capacity(10);
     assert!(m.is_empty());
     let m: Map = DualMap::default();
-    assert_eq!(m.stats(), fresh_stats());
+    assert_eq!(m.stats(), default_pairs);
     m.insert(1, 1);
     assert_eq!(m.get_cloned(&1), Some(1));
 }
@@ -1379,7 +1404,7 @@ fn the_new_keys_hashes_live_only_while_amended() {
     for k in 10..200 {
         m.insert(k, k);
     }
-    let hashes = |m: &Map| m.raw().dirty.lock().new_key_hashes.capacity();
+    let hashes = |m: &Map| m.pairs().at(0).dirty.lock().new_key_hashes.capacity();
     assert!(hashes(&m) >= 190);
     drop(m.iter()); // promotes
     assert_eq!(hashes(&m), 0, "freed with the dirty map's cycle");

@@ -180,9 +180,13 @@ pub type Model = HashMap<u8, u8>;
 /// `Ref`s kept across operations, with the key and the value each was read as.
 pub type Held = Vec<(u8, u8, Ref<Key, Val>)>;
 
-/// A map with a fixed hasher, so that a sequence always takes the same internal path.
-pub fn new_map() -> Map {
-    DualMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+/// A map of `pairs` read/dirty pairs with a fixed hasher, so that a sequence always takes the
+/// same internal path.
+pub fn new_map(pairs: usize) -> Map {
+    DualMap::builder()
+        .pairs(pairs)
+        .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+        .build()
 }
 
 /// Reports a mismatch; implemented by each user's context (which says where it happened).
@@ -238,13 +242,22 @@ pub fn check_shape(ctx: &impl Fail, map: &Map, model: &Model) {
         stats.dirty_len.is_some(),
         "amended vs dirty map"
     );
-    // Every miss is checked against the dirty map's size, so misses stay below it.
+    // Every miss is checked against the dirty map's size, so misses stay below it (summed
+    // over pairs too: a pair without a dirty map has no misses).
     match stats.dirty_len {
         Some(dirty_len) => {
             check!(ctx, stats.misses < dirty_len, "misses {stats:?}");
+            // Per pair, an amended pair's dirty map holds every live key of the pair; summed
+            // over pairs, the live keys of the pairs that are not amended are in their
+            // snapshots.
+            let bound = if stats.pairs == 1 {
+                dirty_len
+            } else {
+                dirty_len + stats.snapshot_len
+            };
             check!(
                 ctx,
-                stats.len <= dirty_len,
+                stats.len <= bound,
                 "dirty map lacks live keys {stats:?}"
             );
         }

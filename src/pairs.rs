@@ -1,0 +1,140 @@
+//! Independent read/dirty pairs: the map's keys split by hash bits over several [`RawMap`]s,
+//! each a whole `sync.Map` (its own snapshot, mutex, dirty map, miss counter and epochs).
+//!
+//! New keys in different pairs take different mutexes, and a dirty rebuild copies one pair's
+//! snapshot, not the map's. One pair is Go exactly. Operations on one key touch one pair, so
+//! every per-key guarantee is Go's; what spans pairs (`len`, `clear`, iteration, `stats`) is
+//! the composition of per-pair operations, done one pair after another (DESIGN.md, "Pairs").
+
+use crate::bulk::BulkLoad;
+use crate::raw::RawMap;
+use crate::snapshot::Snapshot;
+use crate::sync::Arc;
+use crate::Stats;
+
+/// The largest number of pairs: the pair index takes at most 8 hash bits.
+pub(crate) const MAX_PAIRS: usize = 256;
+
+/// The hash bits that pick a pair start here. Bits 44..52 are used by nothing else: the hash
+/// tables take low bits for the bucket and the top 7 for the tag, and the miss filter takes
+/// bits 20 and up for the word (up to bit 42 for a filter of 16M keys) and 52..64 for the
+/// bits within it.
+const PAIR_SHIFT: u32 = 44;
+
+/// The pairs of one map.
+pub(crate) struct Pairs<K, V> {
+    pairs: Box<[RawMap<K, V>]>,
+    /// `pairs.len() - 1`: the count is a power of two.
+    mask: usize,
+}
+
+/// The default number of pairs: four per available core, rounded up to a power of two, as
+/// dashmap sizes its shards (8 on 2 cores, 64 on 16).
+pub(crate) fn default_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    (cores * 4).next_power_of_two().min(MAX_PAIRS)
+}
+
+/// The index of the pair that holds `hash`'s keys, for a map of `mask + 1` pairs.
+#[inline]
+pub(crate) fn index(hash: u64, mask: usize) -> usize {
+    (hash >> PAIR_SHIFT) as usize & mask
+}
+
+impl<K, V> Pairs<K, V> {
+    /// `count` pairs (a power of two, at most [`MAX_PAIRS`]) sharing `capacity`.
+    pub(crate) fn new(count: usize, capacity: usize) -> Self {
+        debug_assert!(count.is_power_of_two() && count <= MAX_PAIRS);
+        let each = capacity.div_ceil(count);
+        Self {
+            pairs: (0..count).map(|_| RawMap::with_capacity(each)).collect(),
+            mask: count - 1,
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.pairs.len()
+    }
+
+    pub(crate) fn mask(&self) -> usize {
+        self.mask
+    }
+
+    /// The pair that holds `hash`'s keys. Unchecked: every operation indexes here, and the
+    /// bounds check cost as much as the index itself.
+    #[inline(always)]
+    pub(crate) fn of(&self, hash: u64) -> &RawMap<K, V> {
+        let pair = index(hash, self.mask);
+        debug_assert!(pair < self.pairs.len());
+        // SAFETY: `pair <= self.mask == self.pairs.len() - 1` (`new` makes both from one
+        // count, and neither changes afterwards).
+        unsafe { self.pairs.get_unchecked(pair) }
+    }
+
+    /// The pair of index `index` (from [`index`]).
+    pub(crate) fn at(&self, index: usize) -> &RawMap<K, V> {
+        &self.pairs[index]
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, RawMap<K, V>> {
+        self.pairs.iter()
+    }
+
+    /// Each pair's published snapshot, for a `Reader` to keep.
+    pub(crate) fn snapshots(&self) -> Box<[Arc<Snapshot<K, V>>]> {
+        self.pairs.iter().map(RawMap::snapshot).collect()
+    }
+
+    /// The sum of the pairs' live keys, each read once.
+    pub(crate) fn len(&self) -> usize {
+        self.pairs.iter().map(RawMap::len).sum()
+    }
+
+    /// Clears the pairs one after another.
+    pub(crate) fn clear(&self) {
+        self.pairs.iter().for_each(RawMap::clear);
+    }
+
+    /// True if no pair holds an entry or a dirty map.
+    pub(crate) fn is_vacant(&self) -> bool {
+        self.pairs.iter().all(RawMap::is_vacant)
+    }
+
+    /// Publishes the staged pairs of a bulk load, each pair's share as its whole read table.
+    /// Only on a vacant map; `&mut self` stands in for the mutexes.
+    pub(crate) fn publish_bulk(&mut self, bulk: BulkLoad<K, V>)
+    where
+        K: Eq,
+    {
+        let mask = self.mask;
+        let tables = bulk.into_tables(self.pairs.len(), |hash| index(hash, mask));
+        for (pair, table) in self.pairs.iter_mut().zip(tables) {
+            pair.publish_bulk(table);
+        }
+    }
+
+    /// The pairs' counters, summed (`amended`: any pair is; `dirty_len`: `None` only if no
+    /// pair has a dirty map). Each pair's are read under its own lock, one after another.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut total = Stats {
+            pairs: self.pairs.len(),
+            ..Stats::default()
+        };
+        for pair in self.pairs.iter() {
+            let one = pair.stats();
+            total.len += one.len;
+            total.snapshot_len += one.snapshot_len;
+            total.amended |= one.amended;
+            total.dirty_len = match (total.dirty_len, one.dirty_len) {
+                (Some(sum), Some(more)) => Some(sum + more),
+                (sum, more) => sum.or(more),
+            };
+            total.misses += one.misses;
+            total.promotions += one.promotions;
+            total.dirty_rebuilds += one.dirty_rebuilds;
+            total.rotations += one.rotations;
+            total.retired += one.retired;
+        }
+        total
+    }
+}
