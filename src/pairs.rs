@@ -29,10 +29,15 @@ pub(crate) struct Pairs<K, V> {
 }
 
 /// The default number of pairs: four per available core, rounded up to a power of two, as
-/// dashmap sizes its shards (8 on 2 cores, 64 on 16).
+/// dashmap sizes its shards (8 on 2 cores, 64 on 16). Computed once per process:
+/// `available_parallelism` makes system calls and reads cgroup files on Linux, which every
+/// map construction would otherwise repeat.
 pub(crate) fn default_count() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    (cores * 4).next_power_of_two().min(MAX_PAIRS)
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        (cores * 4).next_power_of_two().min(MAX_PAIRS)
+    })
 }
 
 /// The index of the pair that holds `hash`'s keys, for a map of `mask + 1` pairs.

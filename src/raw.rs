@@ -570,15 +570,19 @@ impl<K, V> RawMap<K, V> {
             return snapshot;
         }
         drop(snapshot);
-        self.promote_if_amended();
+        self.promote_amended();
         self.read.load_full()
     }
 
     /// Promotes the dirty map if the snapshot is amended (one lock, no copy).
     pub(crate) fn promote_if_amended(&self) {
-        if !self.read.load().amended() {
-            return;
+        if self.read.load().amended() {
+            self.promote_amended();
         }
+    }
+
+    /// Promotes the dirty map of a snapshot seen amended, unless another thread did since.
+    fn promote_amended(&self) {
         self.locked(|dirty, garbage| {
             if self.read.load().amended() {
                 self.promote(dirty, garbage);

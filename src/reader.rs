@@ -91,31 +91,36 @@ impl<'a, K, V, S> Reader<'a, K, V, S> {
     pub fn refresh(&mut self) {
         self.locked_hit = None;
         for pair in 0..self.snapshots.len() {
-            if !self.snapshots[pair].is_current() {
-                self.move_to_current_snapshot(pair);
-            }
+            self.current_snapshot_of(pair);
         }
     }
 
-    /// The current snapshot of the pair of `hash`: the kept one while it is current.
+    /// The current snapshot of the pair of `hash`.
     #[inline(always)]
     fn current_snapshot(&mut self, hash: u64) -> &Snapshot<K, V> {
-        let pair = pairs::index(hash, self.mask);
+        self.current_snapshot_of(pairs::index(hash, self.mask))
+    }
+
+    /// The current snapshot of `pair` (below the pair count): the kept one while it is
+    /// current.
+    #[inline(always)]
+    fn current_snapshot_of(&mut self, pair: usize) -> &Snapshot<K, V> {
         if !self.kept(pair).is_current() {
             self.move_to_current_snapshot(pair);
         }
         self.kept(pair)
     }
 
-    /// The snapshot kept for `pair`, an index from [`pairs::index`] with this reader's mask.
-    /// Unchecked: the bounds checks of the two lookups of a hit were a tenth of its
-    /// instructions (61 -> 75 with them, in the cost model).
+    /// The snapshot kept for `pair`, which is below the pair count. Unchecked: the bounds
+    /// checks of the two lookups of a hit were a tenth of its instructions (61 -> 75 with
+    /// them, in the cost model).
     #[inline(always)]
     fn kept(&self, pair: usize) -> &Arc<Snapshot<K, V>> {
         debug_assert!(pair < self.snapshots.len());
-        // SAFETY: `pair` is `x & self.mask` (`pairs::index`), and `self.mask` is the map's
-        // pair count minus one, taken in `new` together with one snapshot per pair, so
-        // `pair <= self.mask < self.snapshots.len()`; neither changes afterwards.
+        // SAFETY: every caller passes either `x & self.mask` (`pairs::index`), where
+        // `self.mask` is the map's pair count minus one, taken in `new` together with one
+        // snapshot per pair (neither changes afterwards), or an index of `0..len` (`refresh`);
+        // so `pair < self.snapshots.len()`.
         unsafe { self.snapshots.get_unchecked(pair) }
     }
 
