@@ -15,6 +15,7 @@
 //! with the snapshot loads; on x86-64 a `SeqCst` load is a plain `mov` and an RMW is `lock`ed
 //! anyway, so this costs nothing there.
 
+use crate::node_pool;
 use crate::sync::{exclusive_ptr, AtomicPtr};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
@@ -31,18 +32,44 @@ pub(crate) struct ValueNode<V> {
     pub(crate) retired_depth: usize,
 }
 
+impl<V> ValueNode<V> {
+    /// Drops the node's value and frees its memory (into this thread's node pool). If the
+    /// value's `Drop` panics, the memory is still freed while unwinding.
+    ///
+    /// # Safety
+    /// `node` came from `OwnedValue::new`, and no thread can reach it any more.
+    pub(crate) unsafe fn destroy(node: NonNull<Self>) {
+        struct Release<V>(NonNull<ValueNode<V>>);
+        impl<V> Drop for Release<V> {
+            fn drop(&mut self) {
+                // SAFETY: the value is dropped (or being unwound from) and the node is
+                // unreachable (the caller's contract).
+                unsafe { node_pool::release(self.0) };
+            }
+        }
+        let release = Release(node);
+        // SAFETY: the caller's contract; the value was initialised by `OwnedValue::new`.
+        unsafe { ptr::drop_in_place(ptr::addr_of_mut!((*node.as_ptr()).value)) };
+        drop(release);
+    }
+}
+
 /// A value node that has not been published in a slot yet. Dropping it frees the node, so a
 /// value offered to an operation that fails or panics is never leaked.
 pub(crate) struct OwnedValue<V>(NonNull<ValueNode<V>>, PhantomData<ValueNode<V>>);
 
 impl<V> OwnedValue<V> {
     pub(crate) fn new(value: V) -> Self {
-        let node = Box::new(ValueNode {
-            value,
-            retired_next: ptr::null_mut(),
-            retired_depth: 0,
-        });
-        Self(NonNull::from(Box::leak(node)), PhantomData)
+        let node = node_pool::allocate::<ValueNode<V>>();
+        // SAFETY: fresh memory for one `ValueNode<V>`, owned by this thread.
+        unsafe {
+            node.as_ptr().write(ValueNode {
+                value,
+                retired_next: ptr::null_mut(),
+                retired_depth: 0,
+            });
+        }
+        Self(node, PhantomData)
     }
 
     fn as_ptr(&self) -> *mut ValueNode<V> {
@@ -59,16 +86,20 @@ impl<V> OwnedValue<V> {
     /// Takes the value back out of a node that was never published.
     pub(crate) fn into_inner(self) -> V {
         let node = self.publish();
-        // SAFETY: the node came from `Box::leak` in `new` and was never published, so this is
-        // the only pointer to it.
-        unsafe { Box::from_raw(node.as_ptr()) }.value
+        // SAFETY: the node was never published, so this is the only pointer to it; the value
+        // is moved out exactly once and the memory freed without dropping it.
+        unsafe {
+            let value = ptr::addr_of!((*node.as_ptr()).value).read();
+            node_pool::release(node);
+            value
+        }
     }
 }
 
 impl<V> Drop for OwnedValue<V> {
     fn drop(&mut self) {
         // SAFETY: an unpublished node is owned by `self` alone (see `into_inner`).
-        drop(unsafe { Box::from_raw(self.as_ptr()) });
+        unsafe { ValueNode::destroy(self.0) };
     }
 }
 
@@ -291,7 +322,7 @@ impl<K, V> Drop for Entry<K, V> {
             // SAFETY: the last `Arc` of the entry is gone, so no map, snapshot or handle can
             // reach the entry, and a reader of the current value always holds one of those
             // (DESIGN.md, "Reclamation"). The node came from `OwnedValue::new`.
-            drop(unsafe { Box::from_raw(node.as_ptr()) });
+            unsafe { ValueNode::destroy(node) };
         }
     }
 }

@@ -81,6 +81,7 @@ mod filter;
 mod iter;
 mod live_keys;
 mod map;
+mod node_pool;
 mod pairs;
 mod raw;
 mod reader;

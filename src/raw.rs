@@ -150,15 +150,44 @@ impl<K, V> RawMap<K, V> {
         });
     }
 
-    /// Retires a displaced value to the epoch current *now* (after the displacement) and
-    /// returns a `Ref` to it that pins that epoch.
-    fn retire(&self, value: Displaced<V>) -> Ref<K, V> {
-        let snapshot = self.read.load();
+    /// Retires a displaced value to the epoch of a snapshot that is current *after* the
+    /// displacement, and returns a `Ref` to it that pins that epoch. `pinned` is the guard the
+    /// operation loaded before displacing: while its snapshot is still current, its epoch is
+    /// the one, and no second guard is loaded (DESIGN.md, "Reclamation": one guard per write).
+    #[inline(always)]
+    fn retire(&self, value: Displaced<V>, pinned: SnapshotGuard<Snapshot<K, V>>) -> Ref<K, V> {
+        let (snapshot, superseded) = if pinned.is_current() {
+            (pinned, None)
+        } else {
+            (self.read.load(), Some(pinned))
+        };
         let node = value.0;
         if snapshot.epoch.retire(value) {
             self.rotate(&snapshot.epoch);
         }
-        Held::pinned(snapshot).into_ref(node)
+        let retired = Held::pinned(snapshot).into_ref(node);
+        // Only now: dropping a superseded snapshot may free values, which runs user `Drop`s.
+        drop(superseded);
+        retired
+    }
+
+    /// Retires what an operation displaced, on its own guard (see `retire`), or, if it
+    /// displaced nothing, drops the guard once `outcome` is a local: a value being returned is
+    /// leaked, not dropped, when a later `Drop` in the same expression panics
+    /// (rust-lang/rust#47949), and dropping a guard can free values.
+    #[inline(always)]
+    fn retire_or_unpin<A>(
+        &self,
+        outcome: Result<Displaced<V>, A>,
+        pinned: SnapshotGuard<Snapshot<K, V>>,
+    ) -> Result<Ref<K, V>, A> {
+        match outcome {
+            Ok(displaced) => Ok(self.retire(displaced, pinned)),
+            Err(unchanged) => {
+                drop(pinned);
+                Err(unchanged)
+            }
+        }
     }
 
     /// Finds the entry of a key the snapshot lacks, under the lock (Go's re-check), counting
@@ -314,8 +343,7 @@ impl<K, V> RawMap<K, V> {
                     if previous.is_none() {
                         snapshot.live.added();
                     }
-                    let previous = previous.map(|previous| self.retire(previous));
-                    drop(snapshot);
+                    let previous = self.retire_or_unpin(previous.ok_or(()), snapshot).ok();
                     drop(key);
                     return previous;
                 }
@@ -325,11 +353,18 @@ impl<K, V> RawMap<K, V> {
         };
         drop(snapshot);
         let (landed, held) = self.store_locked(key, hash, value, Entry::try_swap, Option::is_none);
+        let Held {
+            snapshot,
+            entry,
+            duplicate,
+        } = held;
         let previous = match landed {
-            Landed::Existing(previous) => previous.map(|previous| self.retire(previous)),
-            Landed::New(_) => None,
+            Landed::Existing(previous) => previous.ok_or(()),
+            Landed::New(_) => Err(()),
         };
-        drop(held);
+        let previous = self.retire_or_unpin(previous, snapshot).ok();
+        drop(entry);
+        drop(duplicate);
         previous
     }
 
@@ -475,15 +510,11 @@ impl<K, V> RawMap<K, V> {
         // Retired before the guard and the entry are dropped: dropping the guard may free
         // retired values (if the snapshot was replaced meanwhile), and dropping an entry taken
         // out of the dirty map drops its key, both of which run user `Drop`s.
-        let act_and_retire = |entry: &Entry<K, V>, snapshot: &Snapshot<K, V>, arg| {
-            act(entry, snapshot, arg).map(|displaced| self.retire(displaced))
-        };
         let snapshot = self.read.load();
         let held = match snapshot.find(hash, key) {
             Some(entry) => {
-                let outcome = act_and_retire(entry, &snapshot, arg);
-                drop(snapshot);
-                return outcome;
+                let outcome = act(entry, &snapshot, arg);
+                return self.retire_or_unpin(outcome, snapshot);
             }
             None if !snapshot.may_be_dirty(hash) => {
                 drop(snapshot);
@@ -494,11 +525,17 @@ impl<K, V> RawMap<K, V> {
                 self.locate_locked(hash, key, rule, take_dirty_only)
             }
         };
-        let outcome = match &held.entry {
-            Some(entry) => act_and_retire(entry, &held.snapshot, arg),
+        let Held {
+            snapshot,
+            entry,
+            duplicate: _,
+        } = held;
+        let outcome = match &entry {
+            Some(entry) => act(entry, &snapshot, arg),
             None => Err(arg),
         };
-        drop(held);
+        let outcome = self.retire_or_unpin(outcome, snapshot);
+        drop(entry);
         outcome
     }
 
@@ -597,7 +634,7 @@ impl<K, V> RawMap<K, V> {
         for entry in snapshot.table.iter() {
             if let Ok(removed) = Self::delete_if(entry, &snapshot, |value| !keep(&entry.key, value))
             {
-                self.retire(removed);
+                self.retire(removed, self.read.load());
             }
         }
     }

@@ -15,7 +15,7 @@
 use crate::entry::{Displaced, ValueNode};
 use crate::sync::{exclusive_ptr, Arc, AtomicPtr, AtomicUsize, Mutex};
 use std::marker::PhantomData;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// How many displaced values one reclamation epoch collects before the map publishes a fresh
@@ -140,7 +140,7 @@ fn free_stack<V>(mut top: *mut ValueNode<V>, outstanding: &AtomicUsize) {
         outstanding.fetch_sub(1, Relaxed);
         let rest = Rest(next, outstanding);
         // SAFETY: as above.
-        drop(unsafe { Box::from_raw(top) });
+        unsafe { ValueNode::destroy(NonNull::new_unchecked(top)) };
         std::mem::forget(rest);
         top = next;
     }

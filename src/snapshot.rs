@@ -11,11 +11,10 @@ use crate::entry::{Entry, ValueNode};
 use crate::filter::MissFilter;
 use crate::live_keys::LiveKeys;
 use crate::reclaim::Epoch;
-use crate::sync::{Arc, AtomicBool, AtomicUsize, SnapshotCell};
+use crate::sync::{Arc, AtomicUsize, SeqCstFlag, SnapshotCell};
 use crate::table::Table;
 use std::borrow::Borrow;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::SeqCst;
 
 /// An immutable read view of the map.
 pub(crate) struct Snapshot<K, V> {
@@ -28,7 +27,7 @@ pub(crate) struct Snapshot<K, V> {
     /// Set just before a newer snapshot is published: lets a [`Reader`](crate::Reader) that
     /// keeps this snapshot check that it is still current with one load of memory it already
     /// holds, without touching the snapshot cell.
-    superseded: AtomicBool,
+    superseded: SeqCstFlag,
 }
 
 impl<K, V> Snapshot<K, V> {
@@ -39,7 +38,7 @@ impl<K, V> Snapshot<K, V> {
             filter: None,
             epoch: Arc::new(Epoch::new(Arc::new(AtomicUsize::new(0)))),
             live: Arc::new(LiveKeys::default()),
-            superseded: AtomicBool::new(false),
+            superseded: SeqCstFlag::new(),
         }
     }
 
@@ -49,7 +48,7 @@ impl<K, V> Snapshot<K, V> {
     /// the newer snapshot sees the flag.
     #[inline]
     pub(crate) fn is_current(&self) -> bool {
-        !self.superseded.load(SeqCst)
+        !self.superseded.is_set()
     }
 
     /// Looks `key` up in the snapshot's table.
@@ -124,7 +123,7 @@ pub(crate) fn publish<K, V>(
     next: Publication<K, V>,
 ) -> Arc<Snapshot<K, V>> {
     let current = cell.load();
-    current.superseded.store(true, SeqCst);
+    current.superseded.set();
     let epoch = current.epoch.begin_successor();
     drop(current);
     cell.swap(Arc::new(Snapshot {
@@ -132,6 +131,6 @@ pub(crate) fn publish<K, V>(
         filter: next.filter,
         epoch,
         live: next.live,
-        superseded: AtomicBool::new(false),
+        superseded: SeqCstFlag::new(),
     }))
 }

@@ -4,7 +4,10 @@
 //! that under `cfg(dualmap_loom)` the whole algorithm runs on loom's models without mentioning loom.
 //! loom cannot look inside `arc_swap` or `parking_lot`; under loom the snapshot cell becomes a
 //! loom mutex around an `Arc`, which is stronger than `ArcSwap` (it orders every load and
-//! store), and the map mutex becomes loom's mutex.
+//! store), and the map mutex becomes loom's mutex. For the same reason a snapshot's
+//! "superseded" flag, a `SeqCst` `AtomicBool`, becomes a loom mutex around a `bool`: loom treats
+//! `SeqCst` accesses as `AcqRel`, and the arguments that rest on the single total order of
+//! `SeqCst` operations (DESIGN.md, "Reclamation") need an order loom can model.
 
 pub(crate) use imp::*;
 pub(crate) use mutex::*;
@@ -63,10 +66,25 @@ mod mutex {
 
 #[cfg(not(dualmap_loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{
-        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize,
-    };
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use std::sync::Arc;
+
+    /// A flag set once, read and set with `SeqCst`.
+    pub(crate) struct SeqCstFlag(AtomicBool);
+
+    impl SeqCstFlag {
+        pub(crate) fn new() -> Self {
+            Self(AtomicBool::new(false))
+        }
+        #[inline]
+        pub(crate) fn is_set(&self) -> bool {
+            self.0.load(SeqCst)
+        }
+        pub(crate) fn set(&self) {
+            self.0.store(true, SeqCst);
+        }
+    }
 
     /// The published read snapshot.
     pub(crate) struct SnapshotCell<T>(arc_swap::ArcSwap<T>);
@@ -96,10 +114,22 @@ mod imp {
 
 #[cfg(dualmap_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{
-        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize,
-    };
+    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
     pub(crate) use loom::sync::Arc;
+
+    pub(crate) struct SeqCstFlag(loom::sync::Mutex<bool>);
+
+    impl SeqCstFlag {
+        pub(crate) fn new() -> Self {
+            Self(loom::sync::Mutex::new(false))
+        }
+        pub(crate) fn is_set(&self) -> bool {
+            *self.0.lock().unwrap()
+        }
+        pub(crate) fn set(&self) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
 
     pub(crate) struct SnapshotCell<T>(loom::sync::Mutex<Arc<T>>);
     pub(crate) type SnapshotGuard<T> = Arc<T>;
