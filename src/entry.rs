@@ -2,9 +2,16 @@
 //! the dirty map.
 //!
 //! The slot holds one of three things:
-//! - a pointer to a [`ValueNode`]: the key is present with that value;
+//! - a pointer to a value: the key is present with that value. The entry's first value lives
+//!   inside the entry (`first`), so a key written once is one allocation and a read of it one
+//!   dependent line fewer; every later value is a [`ValueNode`] of its own. The slot points at
+//!   the value itself either way, so a read never asks which;
 //! - `NIL` (null): the key is deleted; the dirty map, if it exists, holds this same entry;
-//! - `EXPUNGED` (address 1, never a node's): deleted and absent from the dirty map.
+//! - `EXPUNGED` (address 1, never a value's): deleted and absent from the dirty map.
+//!
+//! The first value, once displaced, is dropped in place when its epoch is freed; its memory
+//! goes with the entry, which the retirement keeps alive until then (see `reclaim`). The slot
+//! never points at `first` again.
 //!
 //! Every lock-free transition is a single atomic operation on the slot. `EXPUNGED` is entered
 //! and left only under the map mutex (see the `*_locked` methods); every lock-free method
@@ -16,20 +23,23 @@
 //! anyway, so this costs nothing there.
 
 use crate::node_pool;
-use crate::sync::{exclusive_ptr, AtomicPtr};
+use crate::reclaim::Link;
+use crate::sync::{exclusive_ptr, Arc, AtomicPtr};
+use std::cell::UnsafeCell;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
-/// A value as the map stores it: one heap node per written value. The two link fields are
-/// written only by the thread that retires the node (see `reclaim`), never read by readers,
-/// and never overlap `value`, so readers holding `&V` and the retiring thread do not race.
+/// A value written after the first: one heap node each. The link is written only by the thread
+/// that retires the node (see `reclaim`), never read by readers, and never overlaps `value`,
+/// so readers holding `&V` and the retiring thread do not race. `value` comes first
+/// (`repr(C)`), so a pointer to the node is a pointer to its value.
+#[repr(C)]
 pub(crate) struct ValueNode<V> {
     pub(crate) value: V,
-    /// Next node on the retirement stack of an epoch.
-    pub(crate) retired_next: *mut ValueNode<V>,
-    /// How many nodes the retirement stack holds up to and including this one.
-    pub(crate) retired_depth: usize,
+    /// The node's place on the retirement stack of an epoch.
+    pub(crate) link: Link,
 }
 
 impl<V> ValueNode<V> {
@@ -65,27 +75,28 @@ impl<V> OwnedValue<V> {
         unsafe {
             node.as_ptr().write(ValueNode {
                 value,
-                retired_next: ptr::null_mut(),
-                retired_depth: 0,
+                link: Link::default(),
             });
         }
         Self(node, PhantomData)
     }
 
-    fn as_ptr(&self) -> *mut ValueNode<V> {
-        self.0.as_ptr()
+    /// The node's value, where a slot holding this node points.
+    fn as_ptr(&self) -> *mut V {
+        self.0.as_ptr().cast()
     }
 
     /// Hands the node over to a slot that now holds it.
-    fn publish(self) -> NonNull<ValueNode<V>> {
+    fn publish(self) -> NonNull<V> {
         let node = self.0;
         std::mem::forget(self);
-        node
+        node.cast()
     }
 
     /// Takes the value back out of a node that was never published.
     pub(crate) fn into_inner(self) -> V {
-        let node = self.publish();
+        let node = self.0;
+        std::mem::forget(self);
         // SAFETY: the node was never published, so this is the only pointer to it; the value
         // is moved out exactly once and the memory freed without dropping it.
         unsafe {
@@ -103,26 +114,31 @@ impl<V> Drop for OwnedValue<V> {
     }
 }
 
-/// A value node that this thread took out of a slot. Readers may still be reading it, so it
-/// must be retired (see `reclaim`), never freed directly.
-pub(crate) struct Displaced<V>(pub(crate) NonNull<ValueNode<V>>);
+/// A value that this thread took out of a slot. Readers may still be reading it, so it must be
+/// retired (see `reclaim`), never freed directly.
+pub(crate) enum Displaced<V> {
+    /// A value node of its own.
+    Node(NonNull<ValueNode<V>>),
+    /// The entry's first value, inside the entry at this address.
+    First(NonNull<V>),
+}
 
 /// The address that marks a slot as expunged. It is never dereferenced and can never equal a
 /// heap allocation.
-fn expunged<V>() -> *mut ValueNode<V> {
-    // Address 1: never a node (nodes are aligned to at least 8), and next to null, so that
-    // "is there a value" is one unsigned compare on the read path.
+fn expunged<V>() -> *mut V {
+    // Address 1: never a value (entries and nodes are aligned to at least 8), and next to
+    // null, so that "is there a value" is one unsigned compare on the read path.
     ptr::without_provenance_mut(1)
 }
 
 /// What a slot holds, decoded.
 enum Slot<V> {
-    Value(NonNull<ValueNode<V>>),
+    Value(NonNull<V>),
     Nil,
     Expunged,
 }
 
-fn decode<V>(raw: *mut ValueNode<V>) -> Slot<V> {
+fn decode<V>(raw: *mut V) -> Slot<V> {
     if raw == expunged() {
         Slot::Expunged
     } else {
@@ -130,54 +146,89 @@ fn decode<V>(raw: *mut ValueNode<V>) -> Slot<V> {
     }
 }
 
-/// The value a node holds, for a caller that keeps the node alive (by pinning a snapshot that
+/// The value a slot pointed to, for a caller that keeps it alive (by pinning a snapshot that
 /// can reach it, or by holding its entry).
 ///
 /// # Safety
-/// The node must not be freed while the returned reference is alive.
-pub(crate) unsafe fn value_of<'a, V>(node: NonNull<ValueNode<V>>) -> &'a V {
-    // SAFETY: the caller keeps the node alive; `value` is never written after publication.
-    unsafe { &*ptr::addr_of!((*node.as_ptr()).value) }
+/// The value must not be dropped while the returned reference is alive.
+pub(crate) unsafe fn value_of<'a, V>(value: NonNull<V>) -> &'a V {
+    // SAFETY: the caller keeps the value alive; a value is never written after publication.
+    unsafe { value.as_ref() }
 }
 
 /// The outcome of a load-or-store on an entry that is not expunged.
 pub(crate) enum LoadedOrStored<V> {
     /// The key was present; the offered value is handed back.
-    Loaded(NonNull<ValueNode<V>>, OwnedValue<V>),
+    Loaded(NonNull<V>, OwnedValue<V>),
     /// The slot was empty and now holds the offered value.
-    Stored(NonNull<ValueNode<V>>),
+    Stored(NonNull<V>),
 }
 
 /// One key of the map and its value slot. Shared (through `Arc`) by the read snapshot, the
-/// dirty map and any handle that reached it under the lock.
+/// dirty map and any handle that reached it under the lock. The fields a lookup reads (`key`,
+/// `slot`, `first`) are laid out together (`repr(C)`), so they usually share a cache line.
+#[repr(C)]
 pub(crate) struct Entry<K, V> {
-    pub(crate) key: K,
     pub(crate) hash: u64,
-    slot: AtomicPtr<ValueNode<V>>,
+    pub(crate) key: K,
+    slot: AtomicPtr<V>,
+    /// The first value. Initialised at creation; dropped by `Entry::drop` while the slot
+    /// still points here, or by its epoch (`drop_first`) once displaced.
+    first: UnsafeCell<MaybeUninit<V>>,
     /// The entry owns the node its slot points to.
     _owns: PhantomData<ValueNode<V>>,
 }
 
 // SAFETY: through `&Entry` a thread can read `&K` and `&V` (needs `Sync`) and can swap a value
 // out of the slot and later drop it on this thread (needs `Send`); dropping the entry drops the
-// key and the current value on whichever thread drops last (needs `Send`). `AtomicPtr` alone
-// would make `Entry` `Send + Sync` for any `V`, hence the explicit bounds.
+// key and the current value on whichever thread drops last (needs `Send`). `AtomicPtr` and
+// `UnsafeCell` would make `Entry` `Send` but not `Sync` for any `V`, hence the explicit bounds.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Entry<K, V> {}
-// SAFETY: as above.
+// SAFETY: as above; `first` is written only at creation, before the entry is shared, and
+// dropped only by the last owner or by the epoch its displacement was retired to.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
 
 impl<K, V> Entry<K, V> {
-    pub(crate) fn new(key: K, hash: u64, value: OwnedValue<V>) -> Self {
-        Self {
-            key,
+    /// A new entry holding `value` in place. The slot points into the entry, so it is set once
+    /// the entry is at its final address, before the `Arc` is shared.
+    pub(crate) fn new(key: K, hash: u64, value: V) -> Arc<Self> {
+        let entry = Arc::new(Self {
             hash,
-            slot: AtomicPtr::new(value.publish().as_ptr()),
+            key,
+            slot: AtomicPtr::new(ptr::null_mut()),
+            first: UnsafeCell::new(MaybeUninit::new(value)),
             _owns: PhantomData,
+        });
+        entry.slot.store(entry.first_ptr(), Relaxed);
+        entry
+    }
+
+    /// The address of the first value.
+    fn first_ptr(&self) -> *mut V {
+        self.first.get().cast()
+    }
+
+    /// What a displacement took out of the slot: the first value or a node.
+    fn displaced(&self, value: NonNull<V>) -> Displaced<V> {
+        if value.as_ptr() == self.first_ptr() {
+            Displaced::First(value)
+        } else {
+            Displaced::Node(value.cast())
         }
     }
 
+    /// Drops the displaced first value in place.
+    ///
+    /// # Safety
+    /// Only once, by the epoch its displacement was retired to, when it is freed: no thread
+    /// can read the value any more, and the slot no longer points at it.
+    pub(crate) unsafe fn drop_first(&self) {
+        // SAFETY: the caller's contract; `first` was initialised at creation.
+        unsafe { ptr::drop_in_place(self.first_ptr()) };
+    }
+
     /// The current value, or `None` if the key is deleted.
-    pub(crate) fn load(&self) -> Option<NonNull<ValueNode<V>>> {
+    pub(crate) fn load(&self) -> Option<NonNull<V>> {
         match decode(self.slot.load(SeqCst)) {
             Slot::Value(node) => Some(node),
             Slot::Nil | Slot::Expunged => None,
@@ -203,7 +254,7 @@ impl<K, V> Entry<K, V> {
             {
                 Ok(previous) => {
                     new.publish();
-                    return Ok(NonNull::new(previous).map(Displaced));
+                    return Ok(NonNull::new(previous).map(|previous| self.displaced(previous)));
                 }
                 Err(actual) => current = actual,
             }
@@ -253,7 +304,7 @@ impl<K, V> Entry<K, V> {
                 .slot
                 .compare_exchange(current, ptr::null_mut(), SeqCst, SeqCst)
             {
-                Ok(_) => return Some(Displaced(node)),
+                Ok(_) => return Some(self.displaced(node)),
                 Err(actual) => current = actual,
             }
         }
@@ -284,7 +335,7 @@ impl<K, V> Entry<K, V> {
             {
                 Ok(_) => {
                     new.publish();
-                    return Ok(Displaced(node));
+                    return Ok(self.displaced(node));
                 }
                 Err(actual) => current = actual,
             }
@@ -318,11 +369,20 @@ impl<K, V> Entry<K, V> {
 
 impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
-        if let Slot::Value(node) = decode(exclusive_ptr(&mut self.slot)) {
+        let first = self.first_ptr();
+        if let Slot::Value(value) = decode(exclusive_ptr(&mut self.slot)) {
             // SAFETY: the last `Arc` of the entry is gone, so no map, snapshot or handle can
             // reach the entry, and a reader of the current value always holds one of those
-            // (DESIGN.md, "Reclamation"). The node came from `OwnedValue::new`.
-            unsafe { ValueNode::destroy(node) };
+            // (DESIGN.md, "Reclamation"). A displaced first value holds the entry alive until
+            // its epoch dropped it, so the first value is live exactly when the slot points
+            // at it; any other value is a node from `OwnedValue::new`.
+            unsafe {
+                if value.as_ptr() == first {
+                    ptr::drop_in_place(first);
+                } else {
+                    ValueNode::<V>::destroy(value.cast());
+                }
+            }
         }
     }
 }

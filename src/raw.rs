@@ -7,10 +7,10 @@
 //! mutate only after the last such call, so a panic there leaves every invariant intact.
 
 use crate::dirty::{Dirty, Garbage, Located};
-use crate::entry::{Displaced, Entry, LoadedOrStored, OwnedValue, ValueNode};
+use crate::entry::{Displaced, Entry, LoadedOrStored, OwnedValue};
 use crate::filter::{MissFilter, MIN_KEYS};
 use crate::live_keys::LiveKeys;
-use crate::reclaim::Epoch;
+use crate::reclaim::{Epoch, Retiring};
 use crate::snapshot::{publish, Lookup, Publication, Snapshot};
 use crate::sync::{Arc, Mutex, SnapshotCell, SnapshotGuard};
 use crate::table::Table;
@@ -51,19 +51,19 @@ impl<K, V> Held<K, V> {
 
     /// A `Ref` to `node`, a value of the held entry, pinned by the snapshot and the entry; the
     /// duplicate key is dropped once the `Ref` is a local.
-    fn into_ref(self, node: NonNull<ValueNode<V>>) -> Ref<K, V> {
+    fn into_ref(self, value: NonNull<V>) -> Ref<K, V> {
         let Held {
             snapshot,
             entry,
             duplicate,
         } = self;
-        let value = Ref {
-            node,
+        let found = Ref {
+            value,
             _entry: entry,
             _snapshot: snapshot,
         };
         drop(duplicate);
-        value
+        found
     }
 }
 
@@ -71,7 +71,7 @@ impl<K, V> Held<K, V> {
 /// store's attempt on it), or into a new entry.
 enum Landed<R, V> {
     Existing(R),
-    New(NonNull<ValueNode<V>>),
+    New(NonNull<V>),
 }
 
 /// The present value and the offered one, when a load-or-store finds the key.
@@ -140,7 +140,7 @@ impl<K, V> RawMap<K, V> {
 
     /// Publishes a fresh snapshot around the same table if `full` is still the current epoch,
     /// so that the values retired to it can be freed once its readers move on.
-    fn rotate(&self, full: &Arc<Epoch<V>>) {
+    fn rotate(&self, full: &Arc<Epoch<K, V>>) {
         self.locked(|dirty, garbage| {
             let current = self.read.load();
             if Arc::ptr_eq(&current.epoch, full) {
@@ -155,17 +155,17 @@ impl<K, V> RawMap<K, V> {
     /// operation loaded before displacing: while its snapshot is still current, its epoch is
     /// the one, and no second guard is loaded (DESIGN.md, "Reclamation": one guard per write).
     #[inline(always)]
-    fn retire(&self, value: Displaced<V>, pinned: SnapshotGuard<Snapshot<K, V>>) -> Ref<K, V> {
+    fn retire(&self, value: Retiring<K, V>, pinned: SnapshotGuard<Snapshot<K, V>>) -> Ref<K, V> {
         let (snapshot, superseded) = if pinned.is_current() {
             (pinned, None)
         } else {
             (self.read.load(), Some(pinned))
         };
-        let node = value.0;
+        let displaced = value.value();
         if snapshot.epoch.retire(value) {
             self.rotate(&snapshot.epoch);
         }
-        let retired = Held::pinned(snapshot).into_ref(node);
+        let retired = Held::pinned(snapshot).into_ref(displaced);
         // Only now: dropping a superseded snapshot may free values, which runs user `Drop`s.
         drop(superseded);
         retired
@@ -178,7 +178,7 @@ impl<K, V> RawMap<K, V> {
     #[inline(always)]
     fn retire_or_unpin<A>(
         &self,
-        outcome: Result<Displaced<V>, A>,
+        outcome: Result<Retiring<K, V>, A>,
         pinned: SnapshotGuard<Snapshot<K, V>>,
     ) -> Result<Ref<K, V>, A> {
         match outcome {
@@ -264,13 +264,14 @@ impl<K, V> RawMap<K, V> {
     /// `attempt` runs on it, and a key neither map holds gets a new entry. `filled` says
     /// whether an outcome of `attempt` stored into a deleted slot, which makes the key live
     /// again. The lock-free attempts stay in `insert` and `get_or_insert`: one shared path
-    /// returning this tuple cost 16 more instructions per overwrite in the cost model.
+    /// returning this tuple cost 16 more instructions per overwrite in the cost model. The
+    /// value is moved into a node only for an existing entry; a new entry holds it in place.
     #[inline(always)]
     fn store_locked<R>(
         &self,
         key: K,
         hash: u64,
-        value: OwnedValue<V>,
+        value: V,
         attempt: impl Fn(&Entry<K, V>, OwnedValue<V>) -> Result<R, OwnedValue<V>>,
         filled: impl Fn(&R) -> bool,
     ) -> (Landed<R, V>, Held<K, V>)
@@ -308,7 +309,7 @@ impl<K, V> RawMap<K, V> {
                 }
             };
             // Only the lock holder expunges, and this entry is in the dirty map now.
-            let Ok(outcome) = attempt(&entry, value) else {
+            let Ok(outcome) = attempt(&entry, OwnedValue::new(value)) else {
                 unreachable!("an entry of the dirty map is never expunged")
             };
             if filled(&outcome) {
@@ -335,19 +336,19 @@ impl<K, V> RawMap<K, V> {
     {
         // Retired before the snapshot guard and the duplicate key are dropped (either can run
         // user `Drop`s), so that a panic there leaks nothing.
-        let value = OwnedValue::new(value);
         let snapshot = self.read.load();
         let value = match snapshot.find(hash, &key) {
-            Some(entry) => match entry.try_swap(value) {
+            Some(entry) => match entry.try_swap(OwnedValue::new(value)) {
                 Ok(previous) => {
                     if previous.is_none() {
                         snapshot.live.added();
                     }
+                    let previous = previous.map(|previous| Retiring::new(previous, entry));
                     let previous = self.retire_or_unpin(previous.ok_or(()), snapshot).ok();
                     drop(key);
                     return previous;
                 }
-                Err(expunged) => expunged,
+                Err(expunged) => expunged.into_inner(),
             },
             None => value,
         };
@@ -358,9 +359,9 @@ impl<K, V> RawMap<K, V> {
             entry,
             duplicate,
         } = held;
-        let previous = match landed {
-            Landed::Existing(previous) => previous.ok_or(()),
-            Landed::New(_) => Err(()),
+        let previous = match (landed, &entry) {
+            (Landed::Existing(Some(previous)), Some(entry)) => Ok(Retiring::new(previous, entry)),
+            _ => Err(()),
         };
         let previous = self.retire_or_unpin(previous, snapshot).ok();
         drop(entry);
@@ -377,10 +378,10 @@ impl<K, V> RawMap<K, V> {
         snapshot: &Snapshot<K, V>,
         key: K,
         hash: u64,
-        value: OwnedValue<V>,
+        value: V,
     ) -> Arc<Entry<K, V>> {
         self.record_new_key_locked(dirty, garbage, snapshot, hash);
-        let entry = Arc::new(Entry::new(key, hash, value));
+        let entry = Entry::new(key, hash, value);
         dirty.put(entry.clone());
         snapshot.live.added();
         entry
@@ -467,6 +468,7 @@ impl<K, V> RawMap<K, V> {
             None => value,
         };
         drop(snapshot);
+        let value = value.into_inner();
         let stored = |outcome: &LoadedOrStored<V>| matches!(outcome, LoadedOrStored::Stored(_));
         let (landed, held) = self.store_locked(key, hash, value, Entry::try_load_or_store, stored);
         Self::loaded_or_stored(landed, held)
@@ -514,6 +516,7 @@ impl<K, V> RawMap<K, V> {
         let held = match snapshot.find(hash, key) {
             Some(entry) => {
                 let outcome = act(entry, &snapshot, arg);
+                let outcome = outcome.map(|displaced| Retiring::new(displaced, entry));
                 return self.retire_or_unpin(outcome, snapshot);
             }
             None if !snapshot.may_be_dirty(hash) => {
@@ -531,7 +534,9 @@ impl<K, V> RawMap<K, V> {
             duplicate: _,
         } = held;
         let outcome = match &entry {
-            Some(entry) => act(entry, &snapshot, arg),
+            Some(entry) => {
+                act(entry, &snapshot, arg).map(|displaced| Retiring::new(displaced, entry))
+            }
             None => Err(arg),
         };
         let outcome = self.retire_or_unpin(outcome, snapshot);
@@ -634,7 +639,7 @@ impl<K, V> RawMap<K, V> {
         for entry in snapshot.table.iter() {
             if let Ok(removed) = Self::delete_if(entry, &snapshot, |value| !keep(&entry.key, value))
             {
-                self.retire(removed, self.read.load());
+                self.retire(Retiring::new(removed, entry), self.read.load());
             }
         }
     }

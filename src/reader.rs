@@ -17,8 +17,9 @@ use std::marker::PhantomData;
 /// A `Reader` keeps its own reference to the current read snapshot of each of the map's
 /// read/dirty pairs. Each lookup first checks, with one load of the key's pair's snapshot's
 /// own "superseded" flag (`SeqCst`, a plain load on x86-64), that the snapshot is still
-/// current (and takes the new one if not); a hit then costs one hash probe and two pointer
-/// loads, with no guard, no lock and no shared write at all. Keys the snapshot lacks while the dirty map holds extra keys take the
+/// current (and takes the new one if not); a hit then costs one hash probe and one pointer
+/// load to the entry, which holds a key's first value (one more for a value written later),
+/// with no guard, no lock and no shared write at all. Keys the snapshot lacks while the dirty map holds extra keys take the
 /// map's lock, exactly as [`DualMap::get`] does.
 ///
 /// Lookups take `&mut self` and return plain `&V`s that live until the next call: the borrow

@@ -7,7 +7,7 @@
 //! Each snapshot also carries its reclamation epoch and the live-key counter of its
 //! generation (a generation lasts from one `clear` to the next).
 
-use crate::entry::{Entry, ValueNode};
+use crate::entry::Entry;
 use crate::filter::MissFilter;
 use crate::live_keys::LiveKeys;
 use crate::reclaim::Epoch;
@@ -22,7 +22,7 @@ pub(crate) struct Snapshot<K, V> {
     /// Present once the dirty map holds a key that `table` lacks (Go's `amended`): the
     /// filter of those keys.
     pub(crate) filter: Option<Arc<MissFilter>>,
-    pub(crate) epoch: Arc<Epoch<V>>,
+    pub(crate) epoch: Arc<Epoch<K, V>>,
     pub(crate) live: Arc<LiveKeys>,
     /// Set just before a newer snapshot is published: lets a [`Reader`](crate::Reader) that
     /// keeps this snapshot check that it is still current with one load of memory it already
@@ -90,7 +90,7 @@ impl<K, V> Snapshot<K, V> {
 
 /// What a snapshot alone can say about a key.
 pub(crate) enum Lookup<V> {
-    Present(NonNull<ValueNode<V>>),
+    Present(NonNull<V>),
     /// Certainly absent: deleted in the snapshot, or missing while nothing was added since.
     Absent,
     /// Missing while the dirty map holds keys the snapshot lacks: only the dirty map knows.

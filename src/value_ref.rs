@@ -1,6 +1,6 @@
 //! [`Ref`]: a handle to one value that pins its snapshot instead of holding a lock.
 
-use crate::entry::{value_of, Entry, ValueNode};
+use crate::entry::{value_of, Entry};
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, SnapshotGuard};
 use std::fmt;
@@ -31,7 +31,7 @@ use std::ptr::NonNull;
 /// assert_eq!(*map.get("config").unwrap(), [4]);
 /// ```
 pub struct Ref<K, V> {
-    pub(crate) node: NonNull<ValueNode<V>>,
+    pub(crate) value: NonNull<V>,
     /// Keeps alive an entry that was found in the dirty map, which no snapshot reaches.
     pub(crate) _entry: Option<Arc<Entry<K, V>>>,
     /// Keeps the value alive: either it is reachable from this snapshot, or it was retired to
@@ -59,9 +59,9 @@ impl<K, V> Deref for Ref<K, V> {
     type Target = V;
 
     fn deref(&self) -> &V {
-        // SAFETY: `_snapshot` (and `_entry`, for a dirty-only entry) keep the node alive for
+        // SAFETY: `_snapshot` (and `_entry`, for a dirty-only entry) keep the value alive for
         // as long as `self` lives (DESIGN.md, "Reclamation").
-        unsafe { value_of(self.node) }
+        unsafe { value_of(self.value) }
     }
 }
 

@@ -886,15 +886,42 @@ fn a_panicking_drop_of_the_duplicate_key_of_a_locked_insert_leaks_nothing() {
 /// Bug (fixed): `remove` of a key only the dirty map holds takes its entry out of the dirty
 /// map and dropped it (the last reference: the key's `Drop` runs) before retiring the removed
 /// value and after counting it out of `len`. A panicking key `Drop` leaked the value.
+///
+/// The entry holds the key's first value in place, and the retirement of that value keeps the
+/// entry until its epoch ends; so key 3 is overwritten first, and a rotation ends that epoch,
+/// leaving the dirty map with the entry's last reference.
 #[test]
 fn a_panicking_drop_of_the_key_of_a_removed_dirty_entry_leaks_nothing() {
     start();
     let (map, mut model, ids) = setup(&[1], &[3, 4, 5]);
+    drop(map.insert(Key::new(3), Val::new(33)));
+    model.insert(3, 33);
+    overwrite(&map, &mut model, 1, RETIRED_PER_EPOCH - 1);
+    assert_eq!(drops_of(ids[&3].1), 1, "the first value's epoch has ended");
+    assert_eq!(drops_of(ids[&3].0), 0, "the dirty map holds the key");
     expect_trap(Site::Drop(ids[&3].0), 1, || map.remove(&Key::new(3)));
     model.remove(&3);
     assert_eq!(map.len(), model.len());
     check(&map, &model);
+    finish(map);
+}
+
+/// A removed key whose first value was never displaced goes with that value, when its epoch
+/// ends (here: the promotion by `iter`); a panicking key `Drop` there frees the value, the
+/// entry and the rest of the epoch.
+#[test]
+fn a_panicking_drop_of_a_key_freed_with_its_first_value_leaks_nothing() {
+    start();
+    let (map, mut model, ids) = setup(&[1], &[3, 4, 5]);
+    expect_trap(Site::Drop(ids[&3].0), 1, || {
+        let removed = map.remove(&Key::new(3)).expect("present");
+        assert_eq!(drops_of(ids[&3].0), 0, "the key waits with its value");
+        drop(removed);
+        drop(map.iter()); // promotes: the epoch of the removed value ends
+    });
+    model.remove(&3);
     assert_eq!(drops_of(ids[&3].1), 1, "the removed value is freed");
+    check(&map, &model);
     finish(map);
 }
 

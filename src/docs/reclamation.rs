@@ -39,6 +39,9 @@
 //! ```
 //!
 //! The values are dropped on whichever thread releases the last pin, with no lock held.
+//! An entry holds its key's first value in place, so a key removed (or cleared) while it
+//! still holds that value is dropped with the value, when its epoch ends, rather than at once.
+//!
 //! A freed value's memory goes to a small per-thread pool (at most 128 KiB per thread, handed
 //! back to the allocator when the thread exits) from which the thread's next writes allocate:
 //! an epoch frees its values in batches far larger than the system allocator's own per-thread
