@@ -159,7 +159,7 @@ pub(crate) unsafe fn value_of<'a, V>(value: NonNull<V>) -> &'a V {
 /// The outcome of a load-or-store on an entry that is not expunged.
 pub(crate) enum LoadedOrStored<V> {
     /// The key was present; the offered value is handed back.
-    Loaded(NonNull<V>, OwnedValue<V>),
+    Loaded(NonNull<V>, V),
     /// The slot was empty and now holds the offered value.
     Stored(NonNull<V>),
 }
@@ -235,19 +235,18 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Stores `new` unless the entry is expunged (Go: `trySwap`), returning what the slot held
-    /// (`None`: the key was absent). `Err` hands the value back when the entry is expunged: the
-    /// caller must take the lock, under which an entry it unexpunged or found in the dirty map
-    /// cannot be expunged (only the lock holder expunges), so the store then succeeds.
-    pub(crate) fn try_swap(
-        &self,
-        new: OwnedValue<V>,
-    ) -> Result<Option<Displaced<V>>, OwnedValue<V>> {
+    /// Stores `value` unless the entry is expunged (Go: `trySwap`), returning what the slot
+    /// held (`None`: the key was absent). `Err` hands the value back when the entry is
+    /// expunged: the caller must take the lock, under which an entry it unexpunged or found in
+    /// the dirty map cannot be expunged (only the lock holder expunges), so the store then
+    /// succeeds. The value's node is allocated once the slot is seen storable.
+    pub(crate) fn try_swap(&self, value: V) -> Result<Option<Displaced<V>>, V> {
         let mut current = self.slot.load(SeqCst);
+        if let Slot::Expunged = decode(current) {
+            return Err(value);
+        }
+        let new = OwnedValue::new(value);
         loop {
-            if let Slot::Expunged = decode(current) {
-                return Err(new);
-            }
             match self
                 .slot
                 .compare_exchange_weak(current, new.as_ptr(), SeqCst, SeqCst)
@@ -258,28 +257,37 @@ impl<K, V> Entry<K, V> {
                 }
                 Err(actual) => current = actual,
             }
+            if let Slot::Expunged = decode(current) {
+                return Err(new.into_inner());
+            }
         }
     }
 
-    /// Returns the present value, or stores `new` into an empty slot (Go: `tryLoadOrStore`).
-    /// `Err` as for [`try_swap`](Self::try_swap).
-    pub(crate) fn try_load_or_store(
-        &self,
-        new: OwnedValue<V>,
-    ) -> Result<LoadedOrStored<V>, OwnedValue<V>> {
+    /// Returns the present value, or stores `value` into an empty slot (Go:
+    /// `tryLoadOrStore`). `Err` as for [`try_swap`](Self::try_swap). A node is allocated only
+    /// once the slot is seen empty, so finding the key allocates nothing.
+    pub(crate) fn try_load_or_store(&self, value: V) -> Result<LoadedOrStored<V>, V> {
         let mut current = self.slot.load(SeqCst);
+        match decode(current) {
+            Slot::Value(present) => return Ok(LoadedOrStored::Loaded(present, value)),
+            Slot::Expunged => return Err(value),
+            Slot::Nil => {}
+        }
+        let new = OwnedValue::new(value);
         loop {
-            match decode(current) {
-                Slot::Value(node) => return Ok(LoadedOrStored::Loaded(node, new)),
-                Slot::Expunged => return Err(new),
-                Slot::Nil => {}
-            }
             match self
                 .slot
                 .compare_exchange_weak(current, new.as_ptr(), SeqCst, SeqCst)
             {
                 Ok(_) => return Ok(LoadedOrStored::Stored(new.publish())),
                 Err(actual) => current = actual,
+            }
+            match decode(current) {
+                Slot::Value(present) => {
+                    return Ok(LoadedOrStored::Loaded(present, new.into_inner()))
+                }
+                Slot::Expunged => return Err(new.into_inner()),
+                Slot::Nil => {}
             }
         }
     }

@@ -523,10 +523,10 @@ where
     pub fn try_insert(&self, key: K, value: V) -> Result<Ref<K, V>, OccupiedError<K, V>> {
         let hash = self.hash(&key);
         self.pair(hash)
-            .get_or_insert(key, hash, OwnedValue::new(value))
-            .map_err(|(current, offered)| OccupiedError {
+            .get_or_insert(key, hash, value)
+            .map_err(|(current, not_inserted)| OccupiedError {
                 current,
-                not_inserted: offered.into_inner(),
+                not_inserted,
             })
     }
 

@@ -75,7 +75,7 @@ enum Landed<R, V> {
 }
 
 /// The present value and the offered one, when a load-or-store finds the key.
-type Occupied<K, V> = (Ref<K, V>, OwnedValue<V>);
+type Occupied<K, V> = (Ref<K, V>, V);
 
 /// Which locked lookups count a miss toward promotion (spec: "Which operations lock").
 #[derive(Clone, Copy, PartialEq)]
@@ -272,7 +272,7 @@ impl<K, V> RawMap<K, V> {
         key: K,
         hash: u64,
         value: V,
-        attempt: impl Fn(&Entry<K, V>, OwnedValue<V>) -> Result<R, OwnedValue<V>>,
+        attempt: impl Fn(&Entry<K, V>, V) -> Result<R, V>,
         filled: impl Fn(&R) -> bool,
     ) -> (Landed<R, V>, Held<K, V>)
     where
@@ -309,7 +309,7 @@ impl<K, V> RawMap<K, V> {
                 }
             };
             // Only the lock holder expunges, and this entry is in the dirty map now.
-            let Ok(outcome) = attempt(&entry, OwnedValue::new(value)) else {
+            let Ok(outcome) = attempt(&entry, value) else {
                 unreachable!("an entry of the dirty map is never expunged")
             };
             if filled(&outcome) {
@@ -338,7 +338,7 @@ impl<K, V> RawMap<K, V> {
         // user `Drop`s), so that a panic there leaks nothing.
         let snapshot = self.read.load();
         let value = match snapshot.find(hash, &key) {
-            Some(entry) => match entry.try_swap(OwnedValue::new(value)) {
+            Some(entry) => match entry.try_swap(value) {
                 Ok(previous) => {
                     if previous.is_none() {
                         snapshot.live.added();
@@ -348,7 +348,7 @@ impl<K, V> RawMap<K, V> {
                     drop(key);
                     return previous;
                 }
-                Err(expunged) => expunged.into_inner(),
+                Err(expunged) => expunged,
             },
             None => value,
         };
@@ -444,7 +444,7 @@ impl<K, V> RawMap<K, V> {
         &self,
         key: K,
         hash: u64,
-        value: OwnedValue<V>,
+        value: V,
     ) -> Result<Ref<K, V>, Occupied<K, V>>
     where
         K: Eq,
@@ -468,7 +468,6 @@ impl<K, V> RawMap<K, V> {
             None => value,
         };
         drop(snapshot);
-        let value = value.into_inner();
         let stored = |outcome: &LoadedOrStored<V>| matches!(outcome, LoadedOrStored::Stored(_));
         let (landed, held) = self.store_locked(key, hash, value, Entry::try_load_or_store, stored);
         Self::loaded_or_stored(landed, held)

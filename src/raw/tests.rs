@@ -1456,3 +1456,37 @@ fn borrow_lookups_never_rely_on_an_overridden_hash_one() {
     assert!((0..100u64).all(|id| m.remove(&id).is_some()));
     assert!(m.is_empty());
 }
+
+/// Values of every layout the entry and the node pool treat differently: zero-sized, more
+/// strictly aligned than the pool's blocks (`u128`), larger than its largest block, and owning
+/// heap memory. Each is stored in place first, then displaced into a node (retiring the first
+/// value through its record), removed and cleared; every value is dropped exactly once.
+#[test]
+fn values_of_every_layout_live_in_place_then_in_nodes() {
+    fn cycle<V: Clone + PartialEq + std::fmt::Debug + Send + Sync>(first: V, second: V) {
+        let m: Map<u32, V> = map();
+        for k in 0..3 {
+            assert!(m.insert(k, first.clone()).is_none());
+        }
+        drop(m.iter()); // promotes: the values are read lock-free from the entries
+        assert_eq!(*m.get(&0).unwrap(), first);
+        assert_eq!(*m.insert(0, second.clone()).unwrap(), first); // first value displaced
+        assert_eq!(*m.insert(0, first.clone()).unwrap(), second); // a node displaced
+        assert_eq!(*m.remove(&1).unwrap(), first); // first value removed
+        assert!(m.compare_and_swap(&2, &first, second.clone()).is_ok());
+        assert_eq!(m.get_cloned(&2), Some(second));
+        m.clear();
+        assert!(m.is_empty());
+    }
+    cycle((), ());
+    cycle(u128::MAX, 7u128);
+    cycle([1u64; 40], [2u64; 40]);
+    cycle(String::from("first"), String::from("second"));
+    let (first, second) = (Arc::new(1u8), Arc::new(2u8));
+    cycle(first.clone(), second.clone());
+    assert_eq!(
+        (Arc::strong_count(&first), Arc::strong_count(&second)),
+        (1, 1),
+        "every clone the map held was dropped once"
+    );
+}
