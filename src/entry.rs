@@ -240,6 +240,7 @@ impl<K, V> Entry<K, V> {
     /// expunged: the caller must take the lock, under which an entry it unexpunged or found in
     /// the dirty map cannot be expunged (only the lock holder expunges), so the store then
     /// succeeds. The value's node is allocated once the slot is seen storable.
+    #[inline]
     pub(crate) fn try_swap(&self, value: V) -> Result<Option<Displaced<V>>, V> {
         let mut current = self.slot.load(SeqCst);
         if let Slot::Expunged = decode(current) {
