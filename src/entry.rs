@@ -126,7 +126,7 @@ pub(crate) enum Displaced<V> {
 /// The address that marks a slot as expunged. It is never dereferenced and can never equal a
 /// heap allocation.
 fn expunged<V>() -> *mut V {
-    // Address 1: never a value (entries and nodes are aligned to at least 8), and next to
+    // Address 1: never a value (entries and nodes are aligned at least as a pointer), and next to
     // null, so that "is there a value" is one unsigned compare on the read path.
     ptr::without_provenance_mut(1)
 }
@@ -166,23 +166,26 @@ pub(crate) enum LoadedOrStored<V> {
 
 /// One key of the map and its value slot. Shared (through `Arc`) by the read snapshot, the
 /// dirty map and any handle that reached it under the lock. The fields a lookup reads (`key`,
-/// `slot`, `first`) are laid out together (`repr(C)`), so they usually share a cache line.
+/// `first`, `slot`) are laid out together (`repr(C)`), so they usually share a cache line.
+/// `first` comes before `slot`: a zero-sized first value then lies inside the entry, never at
+/// its end, where another allocation (a value node) could start at the same address.
 #[repr(C)]
 pub(crate) struct Entry<K, V> {
     pub(crate) hash: u64,
     pub(crate) key: K,
-    slot: AtomicPtr<V>,
     /// The first value. Initialised at creation; dropped by `Entry::drop` while the slot
     /// still points here, or by its epoch (`drop_first`) once displaced.
     first: UnsafeCell<MaybeUninit<V>>,
+    slot: AtomicPtr<V>,
     /// The entry owns the node its slot points to.
     _owns: PhantomData<ValueNode<V>>,
 }
 
 // SAFETY: through `&Entry` a thread can read `&K` and `&V` (needs `Sync`) and can swap a value
 // out of the slot and later drop it on this thread (needs `Send`); dropping the entry drops the
-// key and the current value on whichever thread drops last (needs `Send`). `AtomicPtr` and
-// `UnsafeCell` would make `Entry` `Send` but not `Sync` for any `V`, hence the explicit bounds.
+// key and the current value on whichever thread drops last (needs `Send`). The marker of the
+// nodes it owns holds raw pointers (their retirement link), which would make `Entry` neither
+// `Send` nor `Sync`; these impls grant both under exactly those bounds.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Entry<K, V> {}
 // SAFETY: as above; `first` is written only at creation, before the entry is shared, and
 // dropped only by the last owner or by the epoch its displacement was retired to.
@@ -192,11 +195,17 @@ impl<K, V> Entry<K, V> {
     /// A new entry holding `value` in place. The slot points into the entry, so it is set once
     /// the entry is at its final address, before the `Arc` is shared.
     pub(crate) fn new(key: K, hash: u64, value: V) -> Arc<Self> {
+        const {
+            assert!(
+                std::mem::offset_of!(Self, first) < size_of::<Self>(),
+                "the first value's address is inside the entry"
+            )
+        };
         let entry = Arc::new(Self {
             hash,
             key,
-            slot: AtomicPtr::new(ptr::null_mut()),
             first: UnsafeCell::new(MaybeUninit::new(value)),
+            slot: AtomicPtr::new(ptr::null_mut()),
             _owns: PhantomData,
         });
         entry.slot.store(entry.first_ptr(), Relaxed);

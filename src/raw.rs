@@ -49,7 +49,7 @@ impl<K, V> Held<K, V> {
         }
     }
 
-    /// A `Ref` to `node`, a value of the held entry, pinned by the snapshot and the entry; the
+    /// A `Ref` to `value`, a value of the held entry, pinned by the snapshot and the entry; the
     /// duplicate key is dropped once the `Ref` is a local.
     fn into_ref(self, value: NonNull<V>) -> Ref<K, V> {
         let Held {
@@ -151,9 +151,10 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Retires a displaced value to the epoch of a snapshot that is current *after* the
-    /// displacement, and returns a `Ref` to it that pins that epoch. `pinned` is the guard the
-    /// operation loaded before displacing: while its snapshot is still current, its epoch is
-    /// the one, and no second guard is loaded (DESIGN.md, "Reclamation": one guard per write).
+    /// displacement, and returns a `Ref` to it that pins that epoch. `pinned` is a guard the
+    /// operation holds (loaded before displacing, or after): while its snapshot is still
+    /// current, its epoch is the one, and no second guard is loaded (DESIGN.md,
+    /// "Reclamation": one guard per write).
     #[inline(always)]
     fn retire(&self, value: Retiring<K, V>, pinned: SnapshotGuard<Snapshot<K, V>>) -> Ref<K, V> {
         let (snapshot, superseded) = if pinned.is_current() {

@@ -53,7 +53,7 @@ pub const RETIRED_PER_EPOCH: usize = if cfg!(dualmap_loom) {
 };
 
 /// A record's place on an epoch's retirement stack. Stack pointers to links carry the
-/// record's kind in their lowest bit (links are aligned to 8): 0 for a [`ValueNode`], 1 for a
+/// record's kind in their lowest bit (links are aligned as pointers): 0 for a [`ValueNode`], 1 for a
 /// [`FirstRetired`].
 pub(crate) struct Link {
     next: *mut Link,
@@ -147,7 +147,8 @@ pub(crate) struct Epoch<K, V> {
 // SAFETY: the epoch owns retired values (and entries, for first values) and drops them on
 // whichever thread drops the epoch last (needs `Send` of what an `Arc<Entry>` needs); threads
 // that retire into it only move values in. Readers never reach values through the epoch.
-// `AtomicPtr` alone would make `Epoch` `Send + Sync` for any `V`, hence the explicit bounds.
+// The ownership marker (raw pointers inside) would make `Epoch` neither `Send` nor `Sync`;
+// these impls grant both under exactly those bounds.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Epoch<K, V> {}
 // SAFETY: as above: `&Epoch` only allows pushing owned values.
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Epoch<K, V> {}
