@@ -95,8 +95,7 @@ impl<V> OwnedValue<V> {
 
     /// Takes the value back out of a node that was never published.
     pub(crate) fn into_inner(self) -> V {
-        let node = self.0;
-        std::mem::forget(self);
+        let node = self.publish().cast::<ValueNode<V>>();
         // SAFETY: the node was never published, so this is the only pointer to it; the value
         // is moved out exactly once and the memory freed without dropping it.
         unsafe {

@@ -172,20 +172,31 @@ impl<K, V> RawMap<K, V> {
         retired
     }
 
-    /// Retires what an operation displaced, on its own guard (see `retire`), or, if it
-    /// displaced nothing, drops the guard once `outcome` is a local: a value being returned is
-    /// leaked, not dropped, when a later `Drop` in the same expression panics
-    /// (rust-lang/rust#47949), and dropping a guard can free values.
+    /// Retires what an operation displaced, on the guard it holds (see `retire`), then drops
+    /// the rest of what it held; if it displaced nothing, drops all of it. Either way only
+    /// once `outcome` is a local: a value being returned is leaked, not dropped, when a later
+    /// `Drop` in the same expression panics (rust-lang/rust#47949), and dropping a guard, an
+    /// entry or a key can run user `Drop`s.
     #[inline(always)]
     fn retire_or_unpin<A>(
         &self,
         outcome: Result<Retiring<K, V>, A>,
-        pinned: SnapshotGuard<Snapshot<K, V>>,
+        held: Held<K, V>,
     ) -> Result<Ref<K, V>, A> {
         match outcome {
-            Ok(displaced) => Ok(self.retire(displaced, pinned)),
+            Ok(displaced) => {
+                let Held {
+                    snapshot,
+                    entry,
+                    duplicate,
+                } = held;
+                let retired = self.retire(displaced, snapshot);
+                drop(entry);
+                drop(duplicate);
+                Ok(retired)
+            }
             Err(unchanged) => {
-                drop(pinned);
+                drop(held);
                 Err(unchanged)
             }
         }
@@ -336,7 +347,7 @@ impl<K, V> RawMap<K, V> {
         K: Eq,
     {
         // Retired before the snapshot guard and the duplicate key are dropped (either can run
-        // user `Drop`s), so that a panic there leaks nothing.
+        // user `Drop`s, see `retire_or_unpin`), so that a panic there leaks nothing.
         let snapshot = self.read.load();
         let value = match snapshot.find(hash, &key) {
             Some(entry) => match entry.try_swap(value) {
@@ -345,9 +356,12 @@ impl<K, V> RawMap<K, V> {
                         snapshot.live.added();
                     }
                     let previous = previous.map(|previous| Retiring::new(previous, entry));
-                    let previous = self.retire_or_unpin(previous.ok_or(()), snapshot).ok();
-                    drop(key);
-                    return previous;
+                    let held = Held {
+                        snapshot,
+                        entry: None,
+                        duplicate: Some(key),
+                    };
+                    return self.retire_or_unpin(previous.ok_or(()), held).ok();
                 }
                 Err(expunged) => expunged,
             },
@@ -355,19 +369,11 @@ impl<K, V> RawMap<K, V> {
         };
         drop(snapshot);
         let (landed, held) = self.store_locked(key, hash, value, Entry::try_swap, Option::is_none);
-        let Held {
-            snapshot,
-            entry,
-            duplicate,
-        } = held;
-        let previous = match (landed, &entry) {
+        let previous = match (landed, &held.entry) {
             (Landed::Existing(Some(previous)), Some(entry)) => Ok(Retiring::new(previous, entry)),
             _ => Err(()),
         };
-        let previous = self.retire_or_unpin(previous, snapshot).ok();
-        drop(entry);
-        drop(duplicate);
-        previous
+        self.retire_or_unpin(previous, held).ok()
     }
 
     /// Adds a key that neither map holds, recording it in the miss filter first. Returns the
@@ -517,7 +523,7 @@ impl<K, V> RawMap<K, V> {
             Some(entry) => {
                 let outcome = act(entry, &snapshot, arg);
                 let outcome = outcome.map(|displaced| Retiring::new(displaced, entry));
-                return self.retire_or_unpin(outcome, snapshot);
+                return self.retire_or_unpin(outcome, Held::pinned(snapshot));
             }
             None if !snapshot.may_be_dirty(hash) => {
                 drop(snapshot);
@@ -528,20 +534,13 @@ impl<K, V> RawMap<K, V> {
                 self.locate_locked(hash, key, rule, take_dirty_only)
             }
         };
-        let Held {
-            snapshot,
-            entry,
-            duplicate: _,
-        } = held;
-        let outcome = match &entry {
+        let outcome = match &held.entry {
             Some(entry) => {
-                act(entry, &snapshot, arg).map(|displaced| Retiring::new(displaced, entry))
+                act(entry, &held.snapshot, arg).map(|displaced| Retiring::new(displaced, entry))
             }
             None => Err(arg),
         };
-        let outcome = self.retire_or_unpin(outcome, snapshot);
-        drop(entry);
-        outcome
+        self.retire_or_unpin(outcome, held)
     }
 
     /// Deletes the entry's value if `reject` says so for it, and counts the key out of the

@@ -178,15 +178,11 @@ impl<K, V> Epoch<K, V> {
         self.outstanding.load(Relaxed)
     }
 
-    /// Retires a value to this epoch. Returns true when this epoch has just filled up and the
-    /// caller should ask the map to rotate.
+    /// Retires a value to this epoch. Returns true when this epoch has just filled up (its
+    /// depth reached a multiple of [`RETIRED_PER_EPOCH`]) and the caller should ask the map to
+    /// rotate.
     pub(crate) fn retire(&self, value: Retiring<K, V>) -> bool {
-        self.push(value.tagged)
-    }
-
-    /// Pushes a tagged link; true when the stack's depth reaches a multiple of
-    /// [`RETIRED_PER_EPOCH`].
-    fn push(&self, tagged: *mut Link) -> bool {
+        let tagged = value.tagged;
         let link = untagged(tagged);
         self.outstanding.fetch_add(1, Relaxed);
         let mut top = self.retired.load(Acquire);
