@@ -665,7 +665,13 @@ fn checkpoint(shared: &Shared<'_>) {
     assert_eq!(map.len(), expected.len(), "{stats:?}");
     assert_eq!(stats.len, expected.len(), "{stats:?}");
     assert_eq!(stats.dirty_len, None, "{stats:?}");
-    assert_eq!(tracker.live_keys(), stats.snapshot_len, "{stats:?}");
+    // A removed key whose entry still held its first value lives until that value's epoch
+    // ends, and a retirement that raced a promotion waits in the newer epoch.
+    assert!(
+        (stats.snapshot_len..=stats.snapshot_len + stats.retired).contains(&tracker.live_keys()),
+        "{} live keys: {stats:?}",
+        tracker.live_keys()
+    );
     assert_eq!(
         tracker.live_values(),
         stats.len + stats.retired,
@@ -679,7 +685,12 @@ fn checkpoint(shared: &Shared<'_>) {
     if clear {
         map.clear();
         assert!(map.is_empty() && map.iter().next().is_none());
-        assert_eq!(tracker.live_keys(), 0, "entries survived a clear");
+        let stats = map.stats();
+        assert!(
+            tracker.live_keys() <= stats.retired,
+            "entries survived a clear: {} live keys, {stats:?}",
+            tracker.live_keys()
+        );
         for c in 0..COUNTERS as u64 {
             let k = COUNTER_BASE + c;
             map.insert(Key::new(tracker, k), Val::new(tracker, k, 0));

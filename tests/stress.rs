@@ -835,7 +835,14 @@ fn mixed_operations_lose_nothing_and_drop_everything_once() {
         eprintln!("mixed: {stats:?}");
         assert_eq!(stats.len, expected.len());
         assert_eq!(stats.dirty_len, None, "iteration promotes");
-        assert_eq!(tracker.live_keys(), stats.snapshot_len, "{stats:?}");
+        // A removed key whose entry still held its first value lives until that value's
+        // epoch ends, and a retirement that raced a promotion waits in the newer epoch.
+        assert!(
+            (stats.snapshot_len..=stats.snapshot_len + stats.retired)
+                .contains(&tracker.live_keys()),
+            "{} live keys: {stats:?}",
+            tracker.live_keys()
+        );
         assert_eq!(
             tracker.live_values(),
             stats.len + stats.retired,
@@ -1161,7 +1168,13 @@ fn clear_races_with_writers_and_readers() {
             "{stats:?}"
         );
         assert!(!stats.amended);
-        assert_eq!(tracker.live_keys(), 0, "entries survived the final clear");
+        // Only keys pinned by a retired first value outlive the clear: a removal that raced
+        // a clear retires to the newer, empty snapshot's epoch, which this clear leaves be.
+        assert!(
+            tracker.live_keys() <= stats.retired,
+            "entries survived the final clear: {} live keys, {stats:?}",
+            tracker.live_keys()
+        );
         assert_eq!(tracker.live_values(), stats.retired, "{stats:?}");
 
         // The map still works.
