@@ -612,6 +612,93 @@ where
         let hash = self.hash(key);
         self.pair(hash).compare_and_remove(hash, key, expected)
     }
+
+    /// Replaces the value of `key` with `update(&current)` and returns the new value, or
+    /// `None` if the key is absent: an atomic read-modify-write, which Go code writes as a
+    /// `Load` and `CompareAndSwap` loop. Like `CompareAndSwap` it never inserts (see
+    /// [`update_or_insert_with`](Self::update_or_insert_with)).
+    ///
+    /// For a key of the read snapshot this is a lock-free compare-and-swap loop; a key only the
+    /// dirty map holds is looked up under the mutex, and updated after it is released. No lock
+    /// is held while `update` runs, so it may read the map. It runs once per attempt: if
+    /// another thread changes the value between the read and the swap, the result is dropped
+    /// and `update` runs again on the newer value, so it should be a pure function of its
+    /// argument, and it must not write this key itself (each such write would make the swap
+    /// fail again). The update is linearizable: the value it replaces is the one `update` saw.
+    ///
+    /// ```
+    /// let hits = dualmap::DualMap::new();
+    /// hits.insert("/", 0u64);
+    /// assert_eq!(*hits.update("/", |n| n + 1).unwrap(), 1);
+    /// assert!(hits.update("/missing", |n| n + 1).is_none());
+    /// assert!(!hits.contains_key("/missing"));
+    /// ```
+    pub fn update<Q>(&self, key: &Q, mut update: impl FnMut(&V) -> V) -> Option<Ref<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hash(key);
+        let updated = self.pair(hash).update(hash, key, &mut update);
+        // Only once the result is a local: the closure's `Drop` is user code, and a panic in
+        // it must not leak the `Ref` being returned (see `get_or_insert`).
+        drop(update);
+        updated
+    }
+
+    /// Replaces the value of `key` with `update(&current)`, or inserts `make()` if the key is
+    /// absent, and returns the value now stored: a counter's increment in one call.
+    ///
+    /// `update` runs as in [`update`](Self::update): with no lock held, and again whenever
+    /// another thread changed the value first. `make` runs at most once, with no lock held,
+    /// when the key was found absent; if another thread inserts the key before `make`'s value
+    /// is stored, that value is updated instead and `make`'s is dropped. The insert, like the
+    /// update, is linearizable. A new key takes the mutex, as [`insert`](Self::insert) does.
+    ///
+    /// ```
+    /// use std::thread;
+    /// let requests = dualmap::DualMap::new();
+    /// thread::scope(|s| {
+    ///     for _ in 0..4 {
+    ///         s.spawn(|| {
+    ///             for _ in 0..1_000 {
+    ///                 requests.update_or_insert_with("GET /", |n| n + 1, || 1u64);
+    ///             }
+    ///         });
+    ///     }
+    /// });
+    /// assert_eq!(requests.get_cloned("GET /"), Some(4_000));
+    /// ```
+    pub fn update_or_insert_with(
+        &self,
+        key: K,
+        mut update: impl FnMut(&V) -> V,
+        make: impl FnOnce() -> V,
+    ) -> Ref<K, V> {
+        let hash = self.hash(&key);
+        let (mut make, mut spare) = (Some(make), None);
+        let updated =
+            self.pair(hash)
+                .update_or_insert_with(key, hash, &mut update, &mut make, &mut spare);
+        // Only once the result is a local, as in `update`: each of these can run user `Drop`s.
+        drop(spare);
+        drop(make);
+        drop(update);
+        updated
+    }
+
+    /// Replaces the value of `key` with `update(&current)`, or inserts `value` if the key is
+    /// absent; [`update_or_insert_with`](Self::update_or_insert_with) with a value made
+    /// beforehand (dropped if the key is present).
+    ///
+    /// ```
+    /// let map = dualmap::DualMap::new();
+    /// assert_eq!(*map.update_or_insert("k", |v| v * 10, 1), 1);
+    /// assert_eq!(*map.update_or_insert("k", |v| v * 10, 1), 10);
+    /// ```
+    pub fn update_or_insert(&self, key: K, update: impl FnMut(&V) -> V, value: V) -> Ref<K, V> {
+        self.update_or_insert_with(key, update, || value)
+    }
 }
 
 impl<K, V> Default for DualMap<K, V, ahash::RandomState> {

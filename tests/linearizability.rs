@@ -258,6 +258,13 @@ enum KeyOp {
         new: Val,
     },
     CompareAndRemove(Val),
+    /// `update(|v| v + add)`: never inserts.
+    Update(Val),
+    /// `update_or_insert_with(|v| v + add, || insert)`.
+    UpdateOrInsert {
+        add: Val,
+        insert: Val,
+    },
     /// `clear`, as "make absent" at some moment of the call.
     Clear,
     /// `retain`, as "remove if the value is a multiple of 3" at some moment of the call.
@@ -266,12 +273,13 @@ enum KeyOp {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum KeyRet {
-    /// The value read (`get`, reader, iteration) or displaced (`insert`, `remove`).
+    /// The value read (`get`, reader, iteration), displaced (`insert`, `remove`) or stored by
+    /// an update (`None`: `update` found no value).
     Value(Option<Val>),
     Present(bool),
     /// `get_or_insert*`/`try_insert` found this value.
     Loaded(Val),
-    /// `get_or_insert*`/`try_insert` inserted this value.
+    /// `get_or_insert*`/`try_insert`/`update_or_insert_with` inserted this value.
     Inserted(Val),
     /// `compare_and_swap`/`compare_and_remove` succeeded or not.
     Succeeded(bool),
@@ -306,6 +314,17 @@ impl SequentialSpec for OneKey {
             KeyOp::CompareAndRemove(expected) => match state == Some(expected) {
                 true => (None, KeyRet::Succeeded(true)),
                 false => (state, KeyRet::Succeeded(false)),
+            },
+            KeyOp::Update(add) => {
+                let updated = state.map(|value| value.wrapping_add(add));
+                (updated, KeyRet::Value(updated))
+            }
+            KeyOp::UpdateOrInsert { add, insert } => match state {
+                Some(value) => {
+                    let updated = value.wrapping_add(add);
+                    (Some(updated), KeyRet::Value(Some(updated)))
+                }
+                None => (Some(insert), KeyRet::Inserted(insert)),
             },
             KeyOp::Clear => (None, KeyRet::Done),
             KeyOp::Retain => match state {
@@ -549,12 +568,19 @@ fn check_history(history: &History, stats: &mut KeyCheck) -> Result<(), Violatio
 // The maps under test.
 // =============================================================================================
 
-/// The map as the harness calls it. Every method but `remove` goes straight to the map.
+/// The map as the harness calls it. Every method but `remove` and `update` goes straight to
+/// the map.
 trait Subject: Sync {
     fn map(&self) -> &Map;
 
     fn remove(&self, key: Key) -> Option<Val> {
         self.map().remove(&key).map(|value| *value)
+    }
+
+    fn update(&self, key: Key, add: Val) -> Option<Val> {
+        self.map()
+            .update(&key, |value| value.wrapping_add(add))
+            .map(|value| *value)
     }
 }
 
@@ -563,6 +589,22 @@ struct Real(Map);
 impl Subject for Real {
     fn map(&self) -> &Map {
         &self.0
+    }
+}
+
+/// A deliberately broken map: `update` reads, then stores, and can lose a concurrent write.
+struct ReadThenStoreUpdate(Map);
+
+impl Subject for ReadThenStoreUpdate {
+    fn map(&self) -> &Map {
+        &self.0
+    }
+
+    fn update(&self, key: Key, add: Val) -> Option<Val> {
+        let updated = self.0.get_cloned(&key)?.wrapping_add(add);
+        thread::yield_now(); // widen the window
+        self.0.insert(key, updated);
+        Some(updated)
     }
 }
 
@@ -606,6 +648,10 @@ enum Planned {
     Remove(Key),
     CompareAndSwap(Key, Expected, Val),
     CompareAndRemove(Key, Expected),
+    /// key, added to the value
+    Update(Key, Val),
+    /// key, added to the value, inserted if absent
+    UpdateOrInsert(Key, Val, Val),
     Iter,
     Len,
     Clear,
@@ -624,6 +670,8 @@ enum Kind {
     Remove,
     CompareAndSwap,
     CompareAndRemove,
+    Update,
+    UpdateOrInsert,
     Iter,
     Len,
     Clear,
@@ -665,6 +713,8 @@ impl Workload {
                 (Remove, 12),
                 (CompareAndSwap, 10),
                 (CompareAndRemove, 8),
+                (Update, 6),
+                (UpdateOrInsert, 6),
                 (Iter, 3),
                 (Len, 3),
                 (Clear, 1),
@@ -688,6 +738,7 @@ impl Workload {
                 (CompareAndSwap, 10),
                 (Remove, 25),
                 (CompareAndRemove, 25),
+                (Update, 10),
                 (GetOrInsert, 5),
                 (Filler, 5),
             ],
@@ -898,6 +949,11 @@ fn prepare<M: Subject>(
                     Planned::CompareAndSwap(key, Expected::Fixed(0), values.fresh())
                 }
                 Kind::CompareAndRemove => Planned::CompareAndRemove(key, Expected::Fixed(0)),
+                // A large addend, so that an updated value equals no value written directly.
+                Kind::Update => Planned::Update(key, values.fresh() << 20),
+                Kind::UpdateOrInsert => {
+                    Planned::UpdateOrInsert(key, values.fresh() << 20, values.fresh())
+                }
                 Kind::Iter => Planned::Iter,
                 Kind::Len => Planned::Len,
                 Kind::Clear => Planned::Clear,
@@ -908,7 +964,8 @@ fn prepare<M: Subject>(
             | Planned::GetOrInsert(k, v)
             | Planned::GetOrInsertWith(k, v)
             | Planned::TryInsert(k, v)
-            | Planned::CompareAndSwap(k, _, v) = op
+            | Planned::CompareAndSwap(k, _, v)
+            | Planned::UpdateOrInsert(k, _, v) = op
             {
                 pools.entry(k).or_default().push(v);
             }
@@ -984,6 +1041,8 @@ fn perform<M: Subject>(
             },
         ),
         Planned::CompareAndRemove(k, e) => (k, KeyOp::CompareAndRemove(expected(k, e, last_seen))),
+        Planned::Update(k, add) => (k, KeyOp::Update(add)),
+        Planned::UpdateOrInsert(k, add, insert) => (k, KeyOp::UpdateOrInsert { add, insert }),
         Planned::Iter | Planned::Len | Planned::Clear | Planned::Retain => {
             let inv = clock.fetch_add(1, SeqCst);
             let what = match planned {
@@ -1032,6 +1091,15 @@ fn perform<M: Subject>(
         }
         KeyOp::CompareAndRemove(expected) => {
             KeyRet::Succeeded(map.compare_and_remove(&key, &expected))
+        }
+        KeyOp::Update(add) => KeyRet::Value(subject.update(key, add)),
+        KeyOp::UpdateOrInsert { add, insert } => {
+            let stored = *map.update_or_insert_with(key, |v| v.wrapping_add(add), || insert);
+            // An updated value never equals a fresh one (see the addends).
+            match stored == insert {
+                true => KeyRet::Inserted(insert),
+                false => KeyRet::Value(Some(stored)),
+            }
         }
         KeyOp::IterVisit | KeyOp::Clear | KeyOp::Retain => unreachable!(),
     };
@@ -1409,6 +1477,37 @@ fn the_checker_accepts_and_rejects_hand_made_histories() {
         op(1, 1, 2, KeyOp::Remove, KeyRet::Value(Some(7))),
     ];
     assert!(linearize::<OneKey>(&Some(7), &double_remove).is_err());
+    // Two overlapping updates of 1 cannot both have read 1 (a lost update); in some order
+    // they can, and an update_or_insert of an absent key inserts.
+    let lost_update = [
+        op(0, 0, 3, KeyOp::Update(10), KeyRet::Value(Some(11))),
+        op(1, 1, 2, KeyOp::Update(20), KeyRet::Value(Some(21))),
+    ];
+    assert!(linearize::<OneKey>(&Some(1), &lost_update).is_err());
+    let updates = [
+        op(0, 0, 3, KeyOp::Update(10), KeyRet::Value(Some(31))),
+        op(1, 1, 2, KeyOp::Update(20), KeyRet::Value(Some(21))),
+        op(
+            2,
+            4,
+            5,
+            KeyOp::UpdateOrInsert { add: 1, insert: 9 },
+            KeyRet::Value(Some(32)),
+        ),
+    ];
+    assert_eq!(linearize::<OneKey>(&Some(1), &updates), Ok(vec![1, 0, 2]));
+    let upsert = [
+        op(0, 0, 1, KeyOp::Update(1), KeyRet::Value(None)),
+        op(
+            0,
+            2,
+            3,
+            KeyOp::UpdateOrInsert { add: 1, insert: 9 },
+            KeyRet::Inserted(9),
+        ),
+    ];
+    assert!(linearize::<OneKey>(&None, &upsert).is_ok());
+    assert!(linearize::<OneKey>(&Some(3), &upsert).is_err());
     // An iteration that missed a key present throughout is not a read of it.
     let missed = [op(0, 0, 1, KeyOp::IterVisit, KeyRet::Value(None))];
     assert!(linearize::<OneKey>(&Some(7), &missed).is_err());
@@ -1498,21 +1597,29 @@ fn the_len_and_iteration_checks_reject_hand_made_histories() {
 /// Histories the broken wrapper may take before the checker must have caught it.
 const BROKEN_BUDGET: u64 = 5_000;
 
+/// Runs histories of the remove-race workload on a deliberately broken `subject` until the
+/// checker reports a violation, which it must within [`BROKEN_BUDGET`] histories.
+fn assert_caught<M: Subject>(subject: impl Fn(Map) -> M, seed_salt: u64, broken: &str) {
+    let seed = env_u64("DUALMAP_LIN_SEED").unwrap_or(DEFAULT_SEED) ^ seed_salt;
+    let mut totals = Totals::default();
+    let workload = Workload::remove_race();
+    let failure = run_histories(subject, seed, &workload, &mut totals, |i| {
+        i == BROKEN_BUDGET
+    });
+    let (index, violation) = failure.unwrap_or_else(|| {
+        panic!("no violation in {BROKEN_BUDGET} histories of a {broken}: {totals}")
+    });
+    println!("{broken} caught at history {index}:\n{violation:?}");
+}
+
 #[test]
 fn a_check_then_act_remove_is_caught() {
-    let seed = env_u64("DUALMAP_LIN_SEED").unwrap_or(DEFAULT_SEED) ^ 2;
-    let mut totals = Totals::default();
-    let failure = run_histories(
-        CheckThenActRemove,
-        seed,
-        &Workload::remove_race(),
-        &mut totals,
-        |i| i == BROKEN_BUDGET,
-    );
-    let (index, violation) = failure.unwrap_or_else(|| {
-        panic!("no violation in {BROKEN_BUDGET} histories of a broken remove: {totals}")
-    });
-    println!("check-then-act remove caught at history {index}:\n{violation:?}");
+    assert_caught(CheckThenActRemove, 2, "check-then-act remove");
+}
+
+#[test]
+fn a_read_then_store_update_is_caught() {
+    assert_caught(ReadThenStoreUpdate, 3, "read-then-store update");
 }
 
 #[test]

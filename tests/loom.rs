@@ -393,6 +393,17 @@ fn remove_vs_store_dirty_key() {
 // 5. compare_and_swap races
 // ---------------------------------------------------------------------------------------
 
+/// Key 1 with value 0 in the read snapshot.
+fn key_1_in_snapshot(map: &Map<u32>) {
+    map.insert(1, 0);
+    promote(map);
+}
+
+/// Key 1 with value 0 only in the dirty map.
+fn key_1_only_dirty(map: &Map<u32>) {
+    map.insert(1, 0);
+}
+
 fn cas_vs_cas(setup: fn(&Map<u32>)) {
     let map = Arc::new(new_map::<u32>());
     setup(&map);
@@ -417,10 +428,7 @@ fn cas_vs_cas(setup: fn(&Map<u32>)) {
 #[test]
 fn cas_vs_cas_snapshot_key() {
     check("cas_vs_cas_snapshot_key", 5, || {
-        cas_vs_cas(|map| {
-            map.insert(1, 0);
-            promote(map);
-        });
+        cas_vs_cas(key_1_in_snapshot);
     });
 }
 
@@ -429,9 +437,7 @@ fn cas_vs_cas_snapshot_key() {
 #[test]
 fn cas_vs_cas_dirty_key() {
     check("cas_vs_cas_dirty_key", 5, || {
-        cas_vs_cas(|map| {
-            map.insert(1, 0);
-        });
+        cas_vs_cas(key_1_only_dirty);
     });
 }
 
@@ -464,10 +470,7 @@ fn cas_vs_remove(setup: fn(&Map<u32>)) {
 #[test]
 fn cas_vs_remove_snapshot_key() {
     check("cas_vs_remove_snapshot_key", 5, || {
-        cas_vs_remove(|map| {
-            map.insert(1, 0);
-            promote(map);
-        });
+        cas_vs_remove(key_1_in_snapshot);
     });
 }
 
@@ -476,9 +479,91 @@ fn cas_vs_remove_snapshot_key() {
 #[test]
 fn cas_vs_remove_dirty_key() {
     check("cas_vs_remove_dirty_key", 5, || {
-        cas_vs_remove(|map| {
-            map.insert(1, 0);
-        });
+        cas_vs_remove(key_1_only_dirty);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 5b. update races
+// ---------------------------------------------------------------------------------------
+
+fn update_vs_update(setup: fn(&Map<u32>)) {
+    let map = Arc::new(new_map::<u32>());
+    setup(&map);
+    let spawn = |add: u32| {
+        let map = map.clone();
+        thread::spawn(move || {
+            *map.update(&1, |value| value + add)
+                .expect("key 1 is present")
+        })
+    };
+    let a = spawn(10);
+    let b = spawn(100);
+    let a = a.join().unwrap();
+    let b = b.join().unwrap();
+    // The second update saw the first one's value: no update is lost.
+    assert!(
+        matches!((a, b), (10, 110) | (110, 100)),
+        "lost update: {a} {b}"
+    );
+    assert_contents(&map, &[(1, 110)]);
+}
+
+/// Two lock-free updates of a snapshot key: compare-and-swap loops on one slot.
+#[test]
+fn update_vs_update_snapshot_key() {
+    check("update_vs_update_snapshot_key", 4, || {
+        update_vs_update(key_1_in_snapshot);
+    });
+}
+
+/// Two updates of a dirty-only key: both locate it under the lock and update it after
+/// unlocking; the first one's miss (found in dirty) promotes the one-entry dirty map.
+#[test]
+fn update_vs_update_dirty_key() {
+    check("update_vs_update_dirty_key", 4, || {
+        update_vs_update(key_1_only_dirty);
+    });
+}
+
+fn update_or_insert_vs_remove(setup: fn(&Map<u32>)) {
+    let map = Arc::new(new_map::<u32>());
+    setup(&map);
+    let counter = {
+        let map = map.clone();
+        thread::spawn(move || *map.update_or_insert_with(1, |value| value + 10, || 5))
+    };
+    let remover = {
+        let map = map.clone();
+        thread::spawn(move || remove(&map, 1))
+    };
+    let counted = counter.join().unwrap();
+    let removed = remover.join().unwrap();
+    let after = get(&map, 1);
+    // Update then remove, or remove then insert.
+    match (counted, removed, after) {
+        (10, Some(10), None) | (5, Some(0), Some(5)) => {}
+        outcome => panic!("not linearizable: (counted, removed, after) = {outcome:?}"),
+    }
+    let expected: Vec<_> = after.map(|value| (1, value)).into_iter().collect();
+    assert_contents(&map, &expected);
+}
+
+/// An update-or-insert races a remove of a snapshot key: if the remove wins, the update finds
+/// a tombstone and inserts through the lock.
+#[test]
+fn update_or_insert_vs_remove_snapshot_key() {
+    check("update_or_insert_vs_remove_snapshot_key", 4, || {
+        update_or_insert_vs_remove(key_1_in_snapshot);
+    });
+}
+
+/// The same on a dirty-only key: the remove takes the entry out of the dirty map while the
+/// update may hold it, found under the lock; an insert after that adds a new entry.
+#[test]
+fn update_or_insert_vs_remove_dirty_key() {
+    check("update_or_insert_vs_remove_dirty_key", 4, || {
+        update_or_insert_vs_remove(key_1_only_dirty);
     });
 }
 
@@ -823,6 +908,52 @@ fn reclamation_overwrite_vs_reader_and_promotion() {
         assert!(map.get(&3).is_some());
         finish(map, &tracker);
     });
+}
+
+/// An update's `Ref` shows the value it stored. While the updater holds it, a writer
+/// overwrites that value (retiring it to the epoch current then) and a third thread's miss
+/// promotes, so the updater may retire the value it displaced to a newer epoch than the one
+/// the overwrite used: the `Ref` must pin the snapshot the update swapped under, not the one
+/// it retired to.
+#[test]
+fn reclamation_update_ref_vs_overwrite_and_promotion() {
+    check(
+        "reclamation_update_ref_vs_overwrite_and_promotion",
+        3,
+        || {
+            let tracker = Arc::new(Tracker::default());
+            let map = Arc::new(new_map::<Tracked>());
+            map.insert(1, tracked(&tracker)); // id 0
+            promote(&map);
+            map.insert(2, tracked(&tracker)); // id 1; dirty {1, 2}
+            assert!(missed(&map, ABSENT)); // miss 1 of 2
+            let overwrite = tracked(&tracker); // id 2
+
+            let updater = {
+                let (map, tracker) = (map.clone(), tracker.clone());
+                thread::spawn(move || {
+                    let stored = map
+                        .update(&1, |_| tracked(&tracker))
+                        .expect("key 1 is never removed");
+                    hold_and_check(&tracker, &stored);
+                })
+            };
+            let writer = {
+                let map = map.clone();
+                thread::spawn(move || {
+                    drop(map.insert(1, overwrite).expect("key 1 was present"));
+                })
+            };
+            let promoter = {
+                let map = map.clone();
+                thread::spawn(move || assert!(missed(&map, ABSENT - 1)))
+            };
+            updater.join().unwrap();
+            writer.join().unwrap();
+            promoter.join().unwrap();
+            finish(map, &tracker);
+        },
+    );
 }
 
 /// A reader holds a `Ref` to a snapshot key while a writer inserts a new key (publishing an

@@ -71,7 +71,9 @@ impl Op {
             0..=13 => Op::Get(key),
             14..=17 => Op::GetCloned(key),
             18..=21 => Op::ContainsKey(key),
-            22..=43 => Op::Insert(key, rng.value()),
+            22..=37 => Op::Insert(key, rng.value()),
+            38..=40 => Op::Update(key, rng.value()),
+            41..=43 => Op::UpdateOrInsertWith(key, rng.value(), rng.value()),
             44..=48 => Op::GetOrInsert(key, rng.value()),
             49..=52 => Op::TryInsert(key, rng.value()),
             53..=56 => Op::GetOrInsertWith(key, rng.value()),
@@ -245,5 +247,5 @@ fn generator_is_deterministic_and_covers_every_op() {
         .iter()
         .map(|op| op.split('(').next().unwrap().to_owned())
         .collect();
-    assert_eq!(seen.len(), 18, "{seen:?}");
+    assert_eq!(seen.len(), 20, "{seen:?}");
 }

@@ -11,7 +11,8 @@
 //! - `PartialEq` of values: in `compare_and_swap` and `compare_and_remove`, after the lookup
 //!   (which, for a key only the dirty map holds, may already have counted a miss and promoted);
 //! - `Clone` of keys and values: `get_cloned` (map and `Reader`) and `DualMap::clone`;
-//! - closures and iterators: `get_or_insert_with`'s `make`, `retain`'s `keep`, the iterators
+//! - closures and iterators: `get_or_insert_with`'s `make`, `update`'s and
+//!   `update_or_insert_with`'s closures (with no lock held), `retain`'s `keep`, the iterators
 //!   given to `Extend` and `FromIterator`;
 //! - `Drop` of keys and values: of what an operation consumes without storing it (the
 //!   duplicate key of an insert over a present key, the value `get_or_insert` does not insert),
@@ -824,6 +825,82 @@ fn panicking_closures_and_iterators_keep_what_they_did_before() {
     // FromIterator: the map under construction is dropped.
     expect_trap(Site::Closure, 4, || pairs(30..40).collect::<Map>());
     expect_trap(Site::Hash(32), 1, || pairs(30..40).collect::<Map>());
+    check(&map, &model);
+    finish(map);
+}
+
+/// `update`'s closure and `update_or_insert_with`'s two closures run with no lock held and
+/// before anything changes: a panic in any of them leaves the value (or the absence) as it was,
+/// and drops the key, and `make`'s value, exactly once.
+#[test]
+fn panicking_update_closures_change_nothing() {
+    start();
+    let (map, model, _) = setup(&[1, 2], &[3, 4]);
+    let bump = |val: &Val| {
+        trip(Site::Closure);
+        Val::new(val.v + 1)
+    };
+    // A key of the snapshot (lock-free), and a key only the dirty map holds (found under the
+    // lock, updated after unlocking).
+    for k in [1, 3] {
+        expect_trap(Site::Closure, 1, || map.update(&Key::new(k), bump));
+        expect_trap(Site::Closure, 1, || {
+            map.update_or_insert_with(Key::new(k), bump, || unreachable!("make ran"))
+        });
+    }
+    check(&map, &model);
+    // `make` for an absent key: the key offered is dropped, nothing is inserted.
+    expect_trap(Site::Closure, 1, || {
+        map.update_or_insert_with(
+            Key::new(9),
+            |_| unreachable!("update ran"),
+            || {
+                trip(Site::Closure);
+                Val::new(9)
+            },
+        )
+    });
+    check(&map, &model);
+    finish(map);
+}
+
+/// The `Drop` of what an update consumes without storing (its `update` closure, the key offered to
+/// `update_or_insert*` over a present key, the value `update_or_insert` did not insert)
+/// panics after the update: it happened, and the `Ref` being returned is dropped, not leaked
+/// (rust-lang/rust#47949), with every value it pinned.
+#[test]
+fn a_panicking_drop_of_what_an_update_consumed_leaves_the_update_done() {
+    start();
+    let (map, mut model, _) = setup(&[1, 2], &[3]);
+    let captured = Val::new(0);
+    let id = captured.id();
+    expect_trap(Site::Drop(id), 1, || {
+        map.update(&Key::new(1), move |val| {
+            let captured = &captured; // the whole value, not just its field
+            Val::new(val.v + captured.v + 1)
+        })
+    });
+    model.insert(1, 102);
+    let key = Key::new(2);
+    expect_trap(Site::Drop(key.id()), 1, || {
+        map.update_or_insert_with(key, |val| Val::new(val.v + 1), || unreachable!("make ran"))
+    });
+    model.insert(2, 103);
+    let val = Val::new(7);
+    expect_trap(Site::Drop(val.id()), 1, || {
+        map.update_or_insert(Key::new(3), |val| Val::new(val.v + 1), val)
+    });
+    model.insert(3, 104);
+    let captured = Val::new(0);
+    let id = captured.id();
+    expect_trap(Site::Drop(id), 1, || {
+        let update = move |_: &Val| -> Val {
+            let _captured = &captured; // the whole value, not just its field
+            unreachable!("update ran")
+        };
+        map.update_or_insert_with(Key::new(5), update, || Val::new(105))
+    });
+    model.insert(5, 105);
     check(&map, &model);
     finish(map);
 }

@@ -1248,3 +1248,50 @@ fn refs_outlive_the_map() {
     });
     tracker.assert_all_dropped();
 }
+
+/// Counters: threads increment shared keys with `update_or_insert_with` (plain `update` on
+/// every other call) while one more thread inserts and removes keys of its own, which drives
+/// dirty rebuilds, misses and promotions under the counters' feet. No increment is lost or
+/// applied twice: the counters add up to the number of increments.
+#[test]
+fn counters_lose_no_increment() {
+    const THREADS: usize = size(2, 2);
+    const COUNTERS: u64 = size(8, 3) as u64;
+    const INCREMENTS: usize = size(200_000, 150);
+    const CHURN: u64 = 1_000_000;
+    let map: DualMap<u64, u64> = DualMap::builder().pairs(2).build();
+    let done = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (map, done) = (&map, &done);
+            s.spawn(move || {
+                let mut rng = Rng::new(900 + t as u64);
+                for i in 0..INCREMENTS {
+                    let k = rng.below(COUNTERS as usize) as u64;
+                    if i % 2 == 0 || map.update(&k, |n| n + 1).is_none() {
+                        map.update_or_insert_with(k, |n| n + 1, || 1);
+                    }
+                }
+                done.fetch_add(1, SeqCst);
+            });
+        }
+        let (map, done) = (&map, &done);
+        s.spawn(move || {
+            let mut next = CHURN;
+            while done.load(SeqCst) < THREADS {
+                map.insert(next, 0);
+                if next % 3 == 0 {
+                    map.remove(&(next - 2));
+                }
+                assert!(map.get(&(next + 1)).is_none());
+                next += 1;
+            }
+        });
+    });
+    let total: u64 = (0..COUNTERS).map(|k| map.get_cloned(&k).unwrap_or(0)).sum();
+    assert_eq!(
+        total,
+        (THREADS * INCREMENTS) as u64,
+        "increments lost or doubled"
+    );
+}

@@ -22,10 +22,9 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OnceCell;
@@ -62,7 +61,8 @@ pub struct Item {
 pub struct Backend {
     delay: Duration,
     calls: AtomicU64,
-    calls_by_id: Mutex<HashMap<String, u64>>,
+    /// Calls per id: a counter map, incremented with one atomic `update_or_insert_with`.
+    calls_by_id: DualMap<String, u64>,
 }
 
 impl Backend {
@@ -70,19 +70,16 @@ impl Backend {
         Backend {
             delay,
             calls: AtomicU64::new(0),
-            calls_by_id: Mutex::new(HashMap::new()),
+            calls_by_id: DualMap::new(),
         }
     }
 
     pub async fn fetch(&self, id: &str) -> Cached {
         tokio::time::sleep(self.delay).await;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let version = {
-            let mut calls = self.calls_by_id.lock().unwrap();
-            let n = calls.entry(id.to_owned()).or_insert(0);
-            *n += 1;
-            *n
-        };
+        let version = *self
+            .calls_by_id
+            .update_or_insert_with(id.to_owned(), |n| n + 1, || 1);
         let (status, body) = match id.parse::<u64>() {
             Ok(n) if n < CATALOGUE => {
                 let item = Item {
@@ -113,12 +110,7 @@ impl Backend {
 
     /// Calls so far for one id.
     pub fn calls_for(&self, id: &str) -> u64 {
-        self.calls_by_id
-            .lock()
-            .unwrap()
-            .get(id)
-            .copied()
-            .unwrap_or(0)
+        self.calls_by_id.get_cloned(id).unwrap_or(0)
     }
 }
 

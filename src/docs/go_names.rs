@@ -9,6 +9,7 @@
 //! | (none, golang/go#44159) | [`get_or_insert_with`](crate::DualMap::get_or_insert_with) | the closure runs only for an absent key, with no lock held |
 //! | `LoadAndDelete(k)`, `Delete(k)` | [`remove`](crate::DualMap::remove) | |
 //! | `CompareAndSwap(k, old, new)` | [`compare_and_swap`](crate::DualMap::compare_and_swap) | never inserts; gives `new` back on failure |
+//! | a `Load` and `CompareAndSwap` loop | [`update`](crate::DualMap::update), [`update_or_insert_with`](crate::DualMap::update_or_insert_with), [`update_or_insert`](crate::DualMap::update_or_insert) | `update` never inserts; the closure runs with no lock held, again if another write changed the value first |
 //! | `CompareAndDelete(k, old)` | [`compare_and_remove`](crate::DualMap::compare_and_remove) | |
 //! | `Range(f)` | [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain) | a `for` loop; `break` stops it |
 //! | `Clear()` | [`clear`](crate::DualMap::clear) | pair by pair |
@@ -24,4 +25,6 @@
 //! for (k, v) in &m {
 //!     assert_eq!((*k, *v), ("k", 1));
 //! }
+//! // Go:  for { old, _ := m.Load("k"); if m.CompareAndSwap("k", old, old.(int)+1) { break } }
+//! assert_eq!(*m.update("k", |n| n + 1).unwrap(), 2);
 //! ```

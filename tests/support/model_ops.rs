@@ -156,6 +156,10 @@ pub enum Op {
     CompareAndSwap(u8, u8, u8),
     /// key, expected
     CompareAndRemove(u8, u8),
+    /// key, added to the value (modulo `VALUES`)
+    Update(u8, u8),
+    /// key, added to the value, inserted if absent
+    UpdateOrInsertWith(u8, u8, u8),
     Iter,
     Keys,
     Values,
@@ -166,6 +170,11 @@ pub enum Op {
     /// Keep a `Ref` to the key's value across later operations.
     Hold(u8),
     DropHeld,
+}
+
+/// What `Update` stores: the value plus `add`, within `0..VALUES`.
+pub fn plus(v: u8, add: u8) -> u8 {
+    ((u64::from(v) + u64::from(add)) % VALUES) as u8
 }
 
 pub fn keep(mask: u64, k: u8, v: u8) -> bool {
@@ -429,6 +438,48 @@ pub fn apply(ctx: &impl Fail, op: Op, map: &Map, model: &mut Model, held: &mut H
             if matches {
                 model.remove(&k);
             }
+        }
+        Op::Update(k, add) => {
+            let mut calls = 0;
+            let updated = map.update(&k, |current| {
+                calls += 1;
+                Val::new(plus(current.v, add))
+            });
+            let expected = model.get(&k).map(|&v| plus(v, add));
+            check_eq!(ctx, updated.map(|r| r.v), expected, "update");
+            check_eq!(
+                ctx,
+                calls,
+                usize::from(expected.is_some()),
+                "update's calls"
+            );
+            if let Some(v) = expected {
+                model.insert(k, v);
+            }
+        }
+        Op::UpdateOrInsertWith(k, add, v) => {
+            let (mut updates, mut makes) = (0, 0);
+            let stored = map.update_or_insert_with(
+                Key::new(k),
+                |current| {
+                    updates += 1;
+                    Val::new(plus(current.v, add))
+                },
+                || {
+                    makes += 1;
+                    Val::new(v)
+                },
+            );
+            let present = model.contains_key(&k);
+            let expected = model.get(&k).map_or(v, |&current| plus(current, add));
+            check_eq!(ctx, stored.v, expected, "update_or_insert_with");
+            check_eq!(
+                ctx,
+                (updates, makes),
+                if present { (1, 0) } else { (0, 1) },
+                "update_or_insert_with's calls"
+            );
+            model.insert(k, expected);
         }
         Op::Iter => {
             check_eq!(ctx, sorted_map(map), sorted_model(model), "iter");
