@@ -84,6 +84,8 @@ mod map;
 mod node_pool;
 mod pairs;
 mod raw;
+#[cfg(feature = "rayon")]
+mod rayon_impls;
 mod reader;
 mod reclaim;
 #[cfg(feature = "serde")]
@@ -93,11 +95,15 @@ mod stats;
 mod sync;
 mod table;
 mod value_ref;
+mod view;
 
 pub use builder::Builder;
 pub use iter::{Iter, Keys, Pinned, Values};
 pub use map::{DualMap, GetOrInsert, OccupiedError};
+#[cfg(feature = "rayon")]
+pub use rayon_impls::ParItem;
 pub use reader::Reader;
 pub use reclaim::RETIRED_PER_EPOCH;
 pub use stats::Stats;
 pub use value_ref::Ref;
+pub use view::{View, ViewIter};

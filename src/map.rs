@@ -8,6 +8,7 @@ use crate::pairs::{self, Pairs};
 use crate::raw::RawMap;
 use crate::reader::Reader;
 use crate::value_ref::Ref;
+use crate::view::View;
 use crate::Stats;
 use std::borrow::Borrow;
 use std::convert::Infallible;
@@ -347,6 +348,23 @@ impl<K, V, S> DualMap<K, V, S> {
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.pairs.iter().for_each(|pair| pair.retain(&mut keep));
+    }
+
+    /// Pins the current read snapshot of every read/dirty pair, promoting any pair whose
+    /// dirty map holds keys its snapshot lacks first (Go's `Range` does the same), and returns
+    /// a [`View`] of them: `get` and `iter` through plain references, with no lock and no
+    /// shared write, `Send` and `Sync`, so an iteration may be held across an `.await`. See
+    /// [`View`] for what it shows and pins.
+    ///
+    /// ```
+    /// let sessions = dualmap::DualMap::new();
+    /// sessions.insert(1, "alice");
+    /// let view = sessions.view();
+    /// let names: Vec<&&str> = view.iter().map(|(_, name)| name).collect();
+    /// assert_eq!(names, [&"alice"]);
+    /// ```
+    pub fn view(&self) -> View<'_, K, V, S> {
+        View::new(self)
     }
 
     /// Counters that show what the map is doing: sizes, misses, promotions, rebuilds and

@@ -167,6 +167,8 @@ async fn stats_is_json_with_hit_ratio_map_stats_and_backend_calls() {
         "swept",
         "invalidations",
         "entries",
+        "loading",
+        "cached_bytes",
         "map",
     ] {
         assert!(json.get(field).is_some(), "no {field} in {json}");
@@ -189,6 +191,9 @@ async fn stats_is_json_with_hit_ratio_map_stats_and_backend_calls() {
     assert_eq!(stats.hit_ratio, 3.0 / 5.0);
     assert_eq!(stats.backend_calls, 2);
     assert_eq!((stats.entries, stats.map.len), (2, 2));
+    // Counted by iterating a view of the cache: both responses are in, none is loading.
+    assert_eq!(stats.loading, 0);
+    assert!(stats.cached_bytes > 0);
     server.stop().await.unwrap();
 }
 

@@ -1266,6 +1266,51 @@ fn reclamation_iteration_item_vs_overwrite() {
     });
 }
 
+/// A view's references are plain `&V`s that live as long as the view: the reader reads key 1
+/// through a view and keeps the reference while it iterates the view, as a writer overwrites
+/// key 1 twice (so a value the view read may be displaced and retired), inserts a new key (a
+/// dirty rebuild and a new snapshot) and promotes (another one).
+#[test]
+fn reclamation_view_references_vs_overwrites() {
+    check("reclamation_view_references_vs_overwrites", 3, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        map.insert(1, tracked(&tracker)); // id 0
+        promote(&map);
+        let overwrites = [tracked(&tracker), tracked(&tracker)]; // ids 1, 2
+        let new_key = tracked(&tracker); // id 3
+
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                let view = map.view();
+                let first = view.get(&1).expect("key 1 is never removed");
+                let id = read_id(first);
+                tracker.hold(id);
+                for (_, value) in &view {
+                    hold_and_check(&tracker, value);
+                }
+                assert_eq!(read_id(first), id, "value {id} changed under the view");
+                tracker.release(id);
+            })
+        };
+        let writer = {
+            let map = map.clone();
+            thread::spawn(move || {
+                for value in overwrites {
+                    assert!(map.insert(1, value).is_some());
+                }
+                assert!(map.insert(2, new_key).is_none());
+                assert!(missed(&map, ABSENT));
+                assert!(missed(&map, ABSENT)); // second miss of 2: promotes
+            })
+        };
+        reader.join().unwrap();
+        writer.join().unwrap();
+        finish(map, &tracker);
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // 9. len accounting
 // ---------------------------------------------------------------------------------------

@@ -279,6 +279,14 @@ impl Cache {
         let requests = load(&c.requests);
         let hits = load(&c.hits);
         let map = self.slots.stats();
+        // One pass over a view: plain references, no lock, no shared write per slot.
+        let (mut loading, mut cached_bytes) = (0, 0);
+        for (_, slot) in &self.slots.view() {
+            match slot.0.get() {
+                Some(cached) => cached_bytes += cached.body.len(),
+                None => loading += 1,
+            }
+        }
         CacheStats {
             requests,
             hits,
@@ -295,6 +303,8 @@ impl Cache {
             swept: load(&c.swept),
             invalidations: load(&c.invalidations),
             entries: self.slots.len(),
+            loading,
+            cached_bytes,
             map: MapStats {
                 len: map.len,
                 snapshot_len: map.snapshot_len,
@@ -332,6 +342,10 @@ pub struct CacheStats {
     pub invalidations: u64,
     /// Ids in the cache.
     pub entries: usize,
+    /// Slots whose backend call is still in flight.
+    pub loading: usize,
+    /// Bytes of the cached response bodies.
+    pub cached_bytes: usize,
     /// The `DualMap`'s own counters.
     pub map: MapStats,
 }

@@ -11,7 +11,7 @@
 //! | `CompareAndSwap(k, old, new)` | [`compare_and_swap`](crate::DualMap::compare_and_swap) | never inserts; gives `new` back on failure |
 //! | a `Load` and `CompareAndSwap` loop | [`update`](crate::DualMap::update), [`update_or_insert_with`](crate::DualMap::update_or_insert_with), [`update_or_insert`](crate::DualMap::update_or_insert) | `update` never inserts; the closure runs with no lock held, again if another write changed the value first |
 //! | `CompareAndDelete(k, old)` | [`compare_and_remove`](crate::DualMap::compare_and_remove) | |
-//! | `Range(f)` | [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain) | a `for` loop; `break` stops it |
+//! | `Range(f)` | [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain); [`view`](crate::DualMap::view)`().iter()` | a `for` loop; `break` stops it; a [`View`](crate::View)'s items are plain references, `Send`, and may be held across an `.await`; `par_iter` with the `rayon` feature |
 //! | `Clear()` | [`clear`](crate::DualMap::clear) | pair by pair |
 //! | (none, golang/go#20680) | [`len`](crate::DualMap::len), [`is_empty`](crate::DualMap::is_empty) | one counter per pair, no lock |
 //! | one `sync.Map` | [`DualMap::builder`](crate::DualMap::builder)`().`[`pairs(1)`](crate::Builder::pairs) | the default splits keys over independent read/dirty pairs |

@@ -7,7 +7,8 @@
 //! is no longer published or pinned **and** every older epoch is dropped, because each epoch
 //! keeps its successor alive.
 //!
-//! So a handle ([`Ref`](crate::Ref), an iterator or one of its items) pins the snapshot it
+//! So a handle ([`Ref`](crate::Ref), an iterator or one of its items, a
+//! [`View`](crate::View), a [`Reader`](crate::Reader) between calls) pins the snapshot it
 //! came from *and every value retired after it*, until it is dropped. Short-lived handles
 //! cost nothing; a handle kept for minutes under a heavy overwrite load keeps every value
 //! displaced meanwhile in memory. [`Stats::retired`](crate::Stats::retired) shows how many
