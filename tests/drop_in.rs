@@ -57,6 +57,36 @@ macro_rules! same_behaviour {
             }
 
             #[test]
+            fn update_changes_present_users_only_and_names_lists_them() {
+                let profiles = Profiles::default();
+                assert_eq!(profiles.update(1, str::to_uppercase), None);
+                assert_eq!(profiles.get(1), None);
+                profiles.set(1, "ada".into());
+                profiles.set(2, "grace".into());
+                assert_eq!(
+                    profiles.update(1, str::to_uppercase).as_deref(),
+                    Some("ADA")
+                );
+                assert_eq!(profiles.names(), ["ADA", "grace"]);
+            }
+
+            #[test]
+            fn concurrent_updates_are_never_lost() {
+                let profiles = Profiles::default();
+                profiles.set(1, String::new());
+                std::thread::scope(|scope| {
+                    for _ in 0..4 {
+                        scope.spawn(|| {
+                            for _ in 0..500 {
+                                profiles.update(1, |name| format!("{name}!"));
+                            }
+                        });
+                    }
+                });
+                assert_eq!(profiles.get(1).map(|name| name.len()), Some(2_000));
+            }
+
+            #[test]
             fn threads_agree_on_the_first_value_stored() {
                 let profiles = Profiles::default();
                 let winners: Vec<Vec<String>> = std::thread::scope(|scope| {

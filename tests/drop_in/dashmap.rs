@@ -26,4 +26,18 @@ impl Profiles {
     pub fn remove(&self, user: u64) -> Option<String> {
         self.map.remove(&user).map(|(_, name)| name)
     }
+
+    /// Replaces a present user's name with `f(name)` in one atomic step.
+    pub fn update(&self, user: u64, f: impl Fn(&str) -> String) -> Option<String> {
+        let mut name = self.map.get_mut(&user)?;
+        *name = f(&name);
+        Some(name.clone())
+    }
+
+    /// Every name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.map.iter().map(|entry| entry.value().clone()).collect();
+        names.sort();
+        names
+    }
 }

@@ -22,4 +22,22 @@ impl Profiles {
     pub fn remove(&self, user: u64) -> Option<String> {
         self.map.remove(&user).as_deref().cloned()
     }
+
+    /// Replaces a present user's name with `f(name)` in one atomic step (with no lock held:
+    /// `f` runs again if another write came first).
+    pub fn update(&self, user: u64, f: impl Fn(&str) -> String) -> Option<String> {
+        self.map.update(&user, |name| f(name)).as_deref().cloned()
+    }
+
+    /// Every name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .map
+            .view()
+            .iter()
+            .map(|(_, name)| name.clone())
+            .collect();
+        names.sort();
+        names
+    }
 }

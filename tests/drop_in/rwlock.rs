@@ -32,4 +32,19 @@ impl Profiles {
     pub fn remove(&self, user: u64) -> Option<String> {
         self.map.write().unwrap().remove(&user)
     }
+
+    /// Replaces a present user's name with `f(name)` in one atomic step.
+    pub fn update(&self, user: u64, f: impl Fn(&str) -> String) -> Option<String> {
+        let mut map = self.map.write().unwrap();
+        let name = map.get_mut(&user)?;
+        *name = f(name);
+        Some(name.clone())
+    }
+
+    /// Every name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.map.read().unwrap().values().cloned().collect();
+        names.sort();
+        names
+    }
 }
