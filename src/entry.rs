@@ -124,13 +124,10 @@ pub(crate) enum Displaced<V> {
 
 /// What [`Entry::update`] did.
 pub(crate) enum Updated<V> {
-    /// The slot holds the value at `.1` now; `.0` is what it held, `None` if it was empty and
-    /// took the spare value.
-    Stored(Option<Displaced<V>>, NonNull<V>),
-    /// The key is deleted and there was no spare value.
-    Vacant,
-    /// The entry is expunged: only the locked path can store into it.
-    Expunged,
+    /// The slot holds the value at `.1` now, in place of `.0`.
+    Stored(Displaced<V>, NonNull<V>),
+    /// The key is deleted (the slot is empty or expunged).
+    Absent,
 }
 
 /// The address that marks a slot as expunged. It is never dereferenced and can never equal a
@@ -338,43 +335,26 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Replaces the value with `update(current)` (a compare-and-swap loop: `update` runs again
-    /// whenever the value changed before the swap), or stores `spare` into an empty slot,
-    /// taking it; `spare` is left in place if the slot is expunged or the store lost a race.
-    /// `update` is user code and runs with no lock held, on a value the caller keeps alive.
-    pub(crate) fn update(
-        &self,
-        update: &mut impl FnMut(&V) -> V,
-        spare: &mut Option<V>,
-    ) -> Updated<V> {
+    /// Replaces the value with `update(current)`: a compare-and-swap loop, in which `update`
+    /// runs again whenever the value changed before the swap. `update` is user code and runs
+    /// with no lock held, on a value the caller keeps alive.
+    pub(crate) fn update(&self, update: &mut impl FnMut(&V) -> V) -> Updated<V> {
         let mut current = self.slot.load(SeqCst);
         loop {
-            let new = match decode(current) {
-                // SAFETY: as in `delete_if`.
-                Slot::Value(node) => OwnedValue::new(update(unsafe { value_of(node) })),
-                Slot::Nil => match spare.take() {
-                    Some(value) => OwnedValue::new(value),
-                    None => return Updated::Vacant,
-                },
-                Slot::Expunged => return Updated::Expunged,
+            let Slot::Value(node) = decode(current) else {
+                return Updated::Absent;
             };
+            // SAFETY: as in `delete_if`.
+            let new = OwnedValue::new(update(unsafe { value_of(node) }));
             // Strong, as in `delete_if`: a spurious failure would run `update` again.
             match self
                 .slot
                 .compare_exchange(current, new.as_ptr(), SeqCst, SeqCst)
             {
-                Ok(previous) => {
-                    let stored = new.publish();
-                    let displaced = NonNull::new(previous).map(|previous| self.displaced(previous));
-                    return Updated::Stored(displaced, stored);
-                }
+                Ok(_) => return Updated::Stored(self.displaced(node), new.publish()),
                 Err(actual) => {
-                    if current.is_null() {
-                        *spare = Some(new.into_inner());
-                    } else {
-                        // Computed from a value that is gone: dropped, and computed again.
-                        drop(new);
-                    }
+                    // Computed from a value that is gone: dropped, and computed again.
+                    drop(new);
                     current = actual;
                 }
             }

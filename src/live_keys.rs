@@ -1,27 +1,54 @@
 //! The live-key counter behind `len`.
 
-use crate::sync::AtomicIsize;
+use crate::sync::{AtomicIsize, SeqCstFlag};
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Live keys of one generation. Updated after each successful transition between absent and
+/// Live keys of one generation (the keys since the last `clear`), and whether a `clear` has
+/// ended it. The count is updated after each successful transition between absent and
 /// present, so it is exact whenever no operation is in flight. Operations that raced with a
 /// `clear` update the old generation's counter, which nobody reads any more: their effect was
 /// cleared with it.
-#[derive(Default)]
-pub(crate) struct LiveKeys(AtomicIsize);
+pub(crate) struct LiveKeys {
+    count: AtomicIsize,
+    /// Set (`SeqCst`, under the map mutex) just before `clear` publishes the next generation:
+    /// a [`View`](crate::View) that pinned this generation's snapshot checks it before it shows
+    /// a key, since `clear` leaves the old entries and their values as they were.
+    cleared: SeqCstFlag,
+}
+
+impl Default for LiveKeys {
+    fn default() -> Self {
+        Self {
+            count: AtomicIsize::new(0),
+            cleared: SeqCstFlag::new(),
+        }
+    }
+}
 
 impl LiveKeys {
+    /// Marks the generation as ended by a `clear`. Only under the map mutex, before the next
+    /// generation is published.
+    pub(crate) fn clear(&self) {
+        self.cleared.set();
+    }
+
+    /// True once a `clear` ended this generation: its keys are absent, whatever their entries
+    /// still hold.
+    pub(crate) fn is_cleared(&self) -> bool {
+        self.cleared.is_set()
+    }
+
     pub(crate) fn added(&self) {
         self.add(1);
     }
     pub(crate) fn add(&self, keys: usize) {
-        self.0.fetch_add(keys as isize, Relaxed);
+        self.count.fetch_add(keys as isize, Relaxed);
     }
     pub(crate) fn removed(&self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.count.fetch_sub(1, Relaxed);
     }
     /// Clamped at zero: a remove may be counted before the insert it follows.
     pub(crate) fn get(&self) -> usize {
-        usize::try_from(self.0.load(Relaxed)).unwrap_or(0)
+        usize::try_from(self.count.load(Relaxed)).unwrap_or(0)
     }
 }

@@ -671,7 +671,9 @@ where
     /// another thread changed the value first. `make` runs at most once, with no lock held,
     /// when the key was found absent; if another thread inserts the key before `make`'s value
     /// is stored, that value is updated instead and `make`'s is dropped. The insert, like the
-    /// update, is linearizable. A new key takes the mutex, as [`insert`](Self::insert) does.
+    /// update, is linearizable. Inserting takes the key's pair's mutex, for a new key as
+    /// [`insert`](Self::insert) does, and also for a deleted key of the read snapshot (which
+    /// `insert` would fill without it).
     ///
     /// ```
     /// use std::thread;

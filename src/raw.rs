@@ -74,8 +74,8 @@ enum Landed<R, V> {
     New(NonNull<V>),
 }
 
-/// What an update displaced (`None`: it filled an empty slot) and where its value is.
-type Stored<K, V> = (Option<Retiring<K, V>>, NonNull<V>);
+/// What an update displaced, and where its value is.
+type Stored<K, V> = (Retiring<K, V>, NonNull<V>);
 
 /// The present value and the offered one, when a load-or-store finds the key.
 type Occupied<K, V> = (Ref<K, V>, V);
@@ -209,8 +209,7 @@ impl<K, V> RawMap<K, V> {
     ) -> Result<Ref<K, V>, A> {
         match outcome {
             Ok((displaced, stored)) => {
-                let current =
-                    displaced.and_then(|value| self.retire_to_current(value, &held.snapshot));
+                let current = self.retire_to_current(displaced, &held.snapshot);
                 let updated = held.into_ref(stored);
                 drop(current);
                 Ok(updated)
@@ -673,11 +672,9 @@ impl<K, V> RawMap<K, V> {
         _: &Snapshot<K, V>,
         update: &'u mut F,
     ) -> Result<Stored<K, V>, &'u mut F> {
-        match entry.update(update, &mut None) {
-            Updated::Stored(displaced, stored) => {
-                Ok((displaced.map(|value| Retiring::new(value, entry)), stored))
-            }
-            Updated::Vacant | Updated::Expunged => Err(update),
+        match entry.update(update) {
+            Updated::Stored(displaced, stored) => Ok((Retiring::new(displaced, entry), stored)),
+            Updated::Absent => Err(update),
         }
     }
 
@@ -770,6 +767,7 @@ impl<K, V> RawMap<K, V> {
         }
         drop(snapshot);
         self.locked(|dirty, garbage| {
+            self.read.load().live.clear();
             garbage.table = dirty.take_table();
             garbage.snapshot = Some(publish(
                 &self.read,

@@ -5,7 +5,7 @@ use crate::entry::Entry;
 use crate::raw::RawMap;
 use crate::snapshot::Snapshot;
 use crate::sync::Arc;
-use crate::view::{present, View};
+use crate::view::{present_in, View};
 use crate::DualMap;
 use rayon::prelude::*;
 use std::fmt;
@@ -30,7 +30,7 @@ impl<K: Send + Sync, V: Send + Sync, S> View<'_, K, V, S> {
             snapshot
                 .table
                 .par_iter()
-                .filter_map(|entry| unsafe { present(entry) })
+                .filter_map(|entry| unsafe { present_in(snapshot, entry) })
         })
     }
 }
@@ -181,5 +181,8 @@ mod tests {
             assert_eq!(*value, format!("{key}:0"));
         }
         assert!(format!("{:?}", items[0]).starts_with("ParItem("));
+        map.clear();
+        assert_eq!(view.par_iter().count(), 0, "a view shows no cleared key");
+        assert_eq!(items[0].value(), &format!("{}:0", items[0].key()));
     }
 }

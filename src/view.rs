@@ -21,7 +21,9 @@ use std::hash::{BuildHasher, Hash};
 /// Values are read live: [`get`](Self::get) and [`iter`](Self::iter) return a key's value as
 /// of that call, and a key removed since the view was taken reads as absent (if it is
 /// inserted again, it may or may not show again: it does when the store reuses its entry,
-/// which it does until a dirty rebuild expunges the entry). So a view is a
+/// which it does until a promotion publishes a table without that entry). After a
+/// [`clear`](DualMap::clear) of a key's read/dirty pair, the view shows none of that pair's
+/// keys. So a view is a
 /// [`Reader`](crate::Reader) that never moves on to a newer snapshot, shared by reference.
 ///
 /// **What it pins, and for how long.** Like a [`Ref`](crate::Ref), it keeps its snapshots
@@ -104,7 +106,7 @@ impl<'a, K, V, S> View<'a, K, V, S> {
     pub fn iter(&self) -> ViewIter<'_, K, V> {
         ViewIter {
             snapshots: self.snapshots.iter(),
-            entries: None,
+            current: None,
         }
     }
 
@@ -138,6 +140,9 @@ where
     {
         let hash = self.map.hash(key);
         let snapshot = &self.snapshots[pairs::index(hash, self.map.pairs().mask())];
+        if snapshot.live.is_cleared() {
+            return None;
+        }
         match snapshot.lookup(hash, key) {
             // SAFETY: the value was loaded after the snapshot was pinned, and the view keeps
             // that snapshot, so its epoch, until it is dropped; the returned reference borrows
@@ -196,24 +201,49 @@ impl<K, V, S> fmt::Debug for View<'_, K, V, S> {
 pub struct ViewIter<'v, K, V> {
     /// The snapshots of the pairs still to visit.
     snapshots: std::slice::Iter<'v, Arc<Snapshot<K, V>>>,
-    /// The walk of the pair being visited, once one is.
-    entries: Option<hashbrown::hash_table::Iter<'v, Arc<Entry<K, V>>>>,
+    /// The pair being visited, once one is: its snapshot and the walk of its table.
+    current: Option<PairWalk<'v, K, V>>,
 }
+
+type PairWalk<'v, K, V> = (
+    &'v Snapshot<K, V>,
+    hashbrown::hash_table::Iter<'v, Arc<Entry<K, V>>>,
+);
 
 impl<'v, K, V> Iterator for ViewIter<'v, K, V> {
     type Item = (&'v K, &'v V);
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(entries) = &mut self.entries {
+            if let Some((snapshot, entries)) = &mut self.current {
                 // SAFETY: the entries are those of a snapshot the view pins for `'v`.
-                if let Some(item) = entries.find_map(|entry| unsafe { present(entry) }) {
-                    return Some(item);
+                let item = entries.find_map(|entry| unsafe { present(entry) });
+                // A `clear` since the view was taken removed every key of the pair.
+                if item.is_some() && !snapshot.live.is_cleared() {
+                    return item;
                 }
             }
-            self.entries = Some(self.snapshots.next()?.table.iter());
+            let snapshot = self.snapshots.next()?;
+            self.current = Some((snapshot, snapshot.table.iter()));
         }
     }
+}
+
+/// The items of a pinned snapshot's `entries` whose keys are present: none once a `clear`
+/// ended the snapshot's generation.
+///
+/// # Safety
+/// As for [`present`]: the snapshot stays pinned for as long as it is borrowed.
+#[cfg(feature = "rayon")]
+pub(crate) unsafe fn present_in<'s, K, V>(
+    snapshot: &'s Snapshot<K, V>,
+    entry: &'s Arc<Entry<K, V>>,
+) -> Option<(&'s K, &'s V)> {
+    if snapshot.live.is_cleared() {
+        return None;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { present(entry) }
 }
 
 /// An entry of a pinned snapshot as an item, if its key is present.
@@ -230,7 +260,10 @@ pub(crate) unsafe fn present<K, V>(entry: &Arc<Entry<K, V>>) -> Option<(&K, &V)>
 
 impl<K, V> fmt::Debug for ViewIter<'_, K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let in_pair = self.entries.as_ref().map_or(0, |entries| entries.len());
+        let in_pair = self
+            .current
+            .as_ref()
+            .map_or(0, |(_, entries)| entries.len());
         f.debug_struct("ViewIter")
             .field("left_in_pair", &in_pair)
             .field("pairs_left", &self.snapshots.len())
@@ -269,6 +302,24 @@ mod tests {
         map.insert(1, "one again".into());
         assert_eq!(view.get(&1).map(String::as_str), Some("one again"));
         assert_eq!(format!("{view:?}"), "View { pairs: 1, .. }");
+    }
+
+    #[test]
+    fn shows_no_key_of_a_pair_cleared_since_it_was_taken() {
+        let map: DualMap<u64, String> = DualMap::builder().pairs(2).build();
+        for key in 0..16 {
+            map.insert(key, key.to_string());
+        }
+        let view = map.view();
+        let mut iter = view.iter();
+        let first = iter.next().unwrap(); // still valid after the clear: the view pins it
+        map.clear();
+        map.insert(3, "new".into()); // a new entry, in the new generation: not in the view
+        assert_eq!(iter.next(), None, "the rest of the walk is cleared");
+        assert_eq!(first.1, &first.0.to_string());
+        assert!((0..16).all(|key| view.get(&key).is_none()));
+        assert_eq!(view.iter().count(), 0);
+        assert_eq!(map.view().iter().count(), 1);
     }
 
     #[test]

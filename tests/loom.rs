@@ -571,6 +571,44 @@ fn update_or_insert_vs_remove_dirty_key() {
 // 6. clear vs store
 // ---------------------------------------------------------------------------------------
 
+/// A view taken before a `clear` shows none of the cleared keys once the `clear` has
+/// returned, although their entries keep their values: the clearer marks the generation
+/// cleared before publishing the empty table, and the view checks the mark before it shows a
+/// key. Once it reads absent, the key stays absent in the view.
+#[test]
+fn view_vs_clear() {
+    check("view_vs_clear", 4, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        map.insert(2, 20);
+        promote(&map);
+        let cleared = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (map, cleared) = (map.clone(), cleared.clone());
+            thread::spawn(move || {
+                let view = map.view();
+                let mut gone = false;
+                for key in [1, 2, 1] {
+                    let done = cleared.load(std::sync::atomic::Ordering::SeqCst);
+                    let value = view.get(&key).copied();
+                    assert!(
+                        value.is_none() || !(done || gone),
+                        "key {key} after the clear"
+                    );
+                    if let Some(value) = value {
+                        assert_eq!(value, key * 10);
+                    }
+                    gone |= value.is_none();
+                }
+            })
+        };
+        map.clear();
+        cleared.store(true, std::sync::atomic::Ordering::SeqCst);
+        reader.join().unwrap();
+        assert_contents(&map, &[]);
+    });
+}
+
 /// A clear races with a lock-free overwrite of a snapshot key and then the insert of a new
 /// key. The final contents must be one of the three linearizations, and `len` must agree
 /// with `iter`.

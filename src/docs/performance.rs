@@ -8,7 +8,7 @@
 //! | `remove` | one CAS | mutex, counts a miss | as `get` |
 //! | `compare_and_swap` | one CAS | mutex, counts a miss | as `get` |
 //! | `update` | one CAS per attempt (the closure runs again if the value changed) | mutex to find the entry, counts a miss; the CAS after unlocking | as `get` |
-//! | `update_or_insert_with` | as `update` | as `update` | as `get`, then as `get_or_insert` |
+//! | `update_or_insert_with` | as `update`; a deleted key: mutex | as `update` | as `get`, then as `get_or_insert` |
 //! | `iter`, `retain` | no lock | one lock per amended pair to promote it first | |
 //! | `len` | no lock; one counter per pair | | |
 //!
