@@ -21,6 +21,21 @@
 //! assert!(sessions.is_empty());
 //! ```
 //!
+//! Counters are one call ([`DualMap::update_or_insert_with`], a compare-and-swap loop for keys
+//! of the snapshot), and [`DualMap::view`] pins the snapshots for reads and iteration through
+//! plain references that may be held across an `.await`:
+//!
+//! ```
+//! let hits = dualmap::DualMap::new();
+//! for page in ["/", "/about", "/"] {
+//!     hits.update_or_insert_with(page, |n| n + 1, || 1);
+//! }
+//! let view = hits.view();
+//! let mut counts: Vec<(&str, u64)> = view.iter().map(|(page, n)| (*page, *n)).collect();
+//! counts.sort();
+//! assert_eq!(counts, [("/", 2), ("/about", 1)]);
+//! ```
+//!
 //! # When to use it
 //! - Read-mostly maps whose key set is stable or grows slowly: session stores, config and
 //!   feature-flag tables, routing and handle maps, caches that mostly grow.
@@ -34,7 +49,7 @@
 //!
 //! # Guarantees
 //! - Every single-key operation is linearizable.
-//! - [`Ref`]s and iteration items hold no lock: holding one cannot deadlock anything.
+//! - [`Ref`]s, iteration items and [`View`]s hold no lock: holding one cannot deadlock anything.
 //! - Iteration visits every key present throughout exactly once, and no key twice.
 //! - User code (`Drop`, `PartialEq` of values, closures) never runs under the map's mutex;
 //!   only `Eq` of keys does, before anything is changed. A panic in any of it leaves the map
@@ -46,6 +61,7 @@
 //! fn shareable<T: Send + Sync>() {}
 //! shareable::<dualmap::DualMap<String, Vec<u8>>>();
 //! shareable::<dualmap::Ref<String, Vec<u8>>>();
+//! shareable::<dualmap::View<'static, String, Vec<u8>>>();
 //! fn sendable<T: Send>() {}
 //! sendable::<dualmap::Reader<'static, String, Vec<u8>>>();
 //! ```
