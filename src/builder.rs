@@ -1,6 +1,6 @@
 //! [`Builder`]: a map with non-default settings.
 
-use crate::pairs::{self, MAX_PAIRS};
+use crate::pairs::{Settings, MAX_PAIRS};
 use crate::DualMap;
 use std::fmt;
 
@@ -9,7 +9,7 @@ use std::fmt;
 ///
 /// **Pairs.** The map's keys are split by hash bits over `pairs` independent `sync.Map`s,
 /// each with its own read snapshot, mutex, dirty map and miss counter. One pair is Go's
-/// `sync.Map` exactly; more pairs let new keys in different pairs be added in parallel, and
+/// `sync.Map` (exactly, with Go's promotion rule: [`min_promotion_misses`](Self::min_promotion_misses)); more pairs let new keys in different pairs be added in parallel, and
 /// divide the work of each dirty rebuild (which copies one pair's snapshot) by their number.
 /// Every per-key operation is Go's, on the key's pair; what spans pairs (`len`, `clear`,
 /// iteration, `stats`) visits them one after another (see [`DualMap::clear`] and
@@ -24,8 +24,8 @@ use std::fmt;
 /// ```
 /// use dualmap::DualMap;
 ///
-/// // Go's sync.Map exactly: one read snapshot, one mutex.
-/// let go: DualMap<String, u64> = DualMap::builder().pairs(1).build();
+/// // Go's sync.Map exactly: one read snapshot, one mutex, Go's promotion rule.
+/// let go: DualMap<String, u64> = DualMap::builder().pairs(1).min_promotion_misses(0).build();
 /// assert_eq!(go.stats().pairs, 1);
 ///
 /// let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
@@ -35,7 +35,7 @@ use std::fmt;
 /// ```
 #[derive(Clone)]
 pub struct Builder<S = ahash::RandomState> {
-    pairs: usize,
+    settings: Settings,
     capacity: usize,
     hasher: S,
 }
@@ -43,7 +43,7 @@ pub struct Builder<S = ahash::RandomState> {
 impl Builder {
     pub(crate) fn new() -> Self {
         Self {
-            pairs: pairs::default_count(),
+            settings: Settings::default(),
             capacity: 0,
             hasher: ahash::RandomState::new(),
         }
@@ -66,7 +66,34 @@ impl<S> Builder<S> {
             "a DualMap has 1 to {MAX_PAIRS} read/dirty pairs, not {pairs}"
         );
         Self {
-            pairs: pairs.next_power_of_two(),
+            settings: Settings {
+                pairs: pairs.next_power_of_two(),
+                ..self.settings
+            },
+            ..self
+        }
+    }
+
+    /// The fewest misses that promote a pair's dirty map: a pair promotes once its misses
+    /// reach both its dirty map's size and `misses` (default [`MIN_PROMOTION_MISSES`],
+    /// which says why). 0 is Go's rule, so `pairs(1).min_promotion_misses(0)` makes Go's
+    /// `sync.Map` exactly. Promotion timing changes how soon new keys are read without the
+    /// lock, never what any operation returns.
+    ///
+    /// [`MIN_PROMOTION_MISSES`]: crate::MIN_PROMOTION_MISSES
+    ///
+    /// ```
+    /// let go = dualmap::DualMap::builder().pairs(1).min_promotion_misses(0).build();
+    /// go.insert("new", 1); // only in the dirty map, of one key
+    /// assert_eq!(go.get_cloned("new"), Some(1)); // one miss promotes it, as in Go
+    /// assert_eq!(go.stats().promotions, 1);
+    /// ```
+    pub fn min_promotion_misses(self, misses: usize) -> Self {
+        Self {
+            settings: Settings {
+                min_promotion_misses: misses,
+                ..self.settings
+            },
             ..self
         }
     }
@@ -91,7 +118,7 @@ impl<S> Builder<S> {
     /// ```
     pub fn hasher<T>(self, hasher: T) -> Builder<T> {
         Builder {
-            pairs: self.pairs,
+            settings: self.settings,
             capacity: self.capacity,
             hasher,
         }
@@ -105,14 +132,15 @@ impl<S> Builder<S> {
     /// assert_eq!(map.get_cloned(&1), Some("one"));
     /// ```
     pub fn build<K, V>(self) -> DualMap<K, V, S> {
-        DualMap::with_pairs(self.pairs, self.capacity, self.hasher)
+        DualMap::with_settings(self.settings, self.capacity, self.hasher)
     }
 }
 
 impl<S> fmt::Debug for Builder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("pairs", &self.pairs)
+            .field("pairs", &self.settings.pairs)
+            .field("min_promotion_misses", &self.settings.min_promotion_misses)
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }

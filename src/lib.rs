@@ -114,6 +114,7 @@ mod value_ref;
 mod view;
 
 pub use builder::Builder;
+pub use dirty::MIN_PROMOTION_MISSES;
 pub use iter::{Iter, Keys, Pinned, Values};
 pub use map::{DualMap, GetOrInsert, OccupiedError};
 #[cfg(feature = "rayon")]

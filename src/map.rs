@@ -4,7 +4,7 @@ use crate::builder::Builder;
 use crate::bulk::BulkLoad;
 use crate::entry::OwnedValue;
 use crate::iter::{Iter, Keys, Values};
-use crate::pairs::{self, Pairs};
+use crate::pairs::{Pairs, Settings};
 use crate::raw::RawMap;
 use crate::reader::Reader;
 use crate::value_ref::Ref;
@@ -199,13 +199,13 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert!(map.is_empty());
     /// ```
     pub fn with_capacity_and_hasher(capacity: usize, hasher: S) -> Self {
-        Self::with_pairs(pairs::default_count(), capacity, hasher)
+        Self::with_settings(Settings::default(), capacity, hasher)
     }
 
-    /// `count` pairs: a power of two, at most `MAX_PAIRS` (the builder checks).
-    pub(crate) fn with_pairs(count: usize, capacity: usize, hasher: S) -> Self {
+    /// A map built as `settings` say (the builder checks them).
+    pub(crate) fn with_settings(settings: Settings, capacity: usize, hasher: S) -> Self {
         Self {
-            pairs: Pairs::new(count, capacity),
+            pairs: Pairs::new(settings, capacity),
             hasher,
         }
     }
@@ -766,7 +766,7 @@ where
     /// assert_eq!(copy.stats().dirty_len, None); // nothing behind the mutex
     /// ```
     fn clone(&self) -> Self {
-        let mut copy = Self::with_pairs(self.pairs.count(), 0, self.hasher.clone());
+        let mut copy = Self::with_settings(self.pairs.settings(), 0, self.hasher.clone());
         let pairs = self
             .iter()
             .map(|(key, value)| Ok::<_, Infallible>((K::clone(&key), V::clone(&value))));

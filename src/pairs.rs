@@ -26,6 +26,25 @@ pub(crate) struct Pairs<K, V> {
     pairs: Box<[RawMap<K, V>]>,
     /// `pairs.len() - 1`: the count is a power of two.
     mask: usize,
+    settings: Settings,
+}
+
+/// How a map's pairs are made: the builder's choices, kept so that a clone is made alike.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// A power of two, at most [`MAX_PAIRS`].
+    pub(crate) pairs: usize,
+    /// See [`Builder::min_promotion_misses`](crate::Builder::min_promotion_misses).
+    pub(crate) min_promotion_misses: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            pairs: default_count(),
+            min_promotion_misses: crate::dirty::MIN_PROMOTION_MISSES,
+        }
+    }
 }
 
 /// The default number of pairs: four per available core, rounded up to a power of two, as
@@ -48,17 +67,22 @@ pub(crate) fn index(hash: u64, mask: usize) -> usize {
 
 impl<K, V> Pairs<K, V> {
     /// `count` pairs (a power of two, at most [`MAX_PAIRS`]) sharing `capacity`.
-    pub(crate) fn new(count: usize, capacity: usize) -> Self {
+    pub(crate) fn new(settings: Settings, capacity: usize) -> Self {
+        let count = settings.pairs;
         debug_assert!(count.is_power_of_two() && count <= MAX_PAIRS);
         let each = capacity.div_ceil(count);
         Self {
-            pairs: (0..count).map(|_| RawMap::with_capacity(each)).collect(),
+            pairs: (0..count)
+                .map(|_| RawMap::new(each, settings.min_promotion_misses))
+                .collect(),
             mask: count - 1,
+            settings,
         }
     }
 
-    pub(crate) fn count(&self) -> usize {
-        self.pairs.len()
+    /// What the map was built with, for a copy of it.
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
     }
 
     pub(crate) fn mask(&self) -> usize {

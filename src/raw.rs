@@ -90,10 +90,10 @@ enum MissRule {
 }
 
 impl<K, V> RawMap<K, V> {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, min_promotion_misses: usize) -> Self {
         Self {
             read: SnapshotCell::new(Arc::new(Snapshot::initial(capacity))),
-            dirty: Mutex::new(Dirty::new()),
+            dirty: Mutex::new(Dirty::new(min_promotion_misses)),
         }
     }
 
@@ -124,10 +124,11 @@ impl<K, V> RawMap<K, V> {
         dirty.promotions += 1;
     }
 
-    /// Counts a miss; promotes once misses reach the dirty map's size.
+    /// Counts a miss; promotes once misses reach the dirty map's size (Go's rule) and the
+    /// pair's floor (DESIGN.md, "Promotion timing").
     fn miss(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
         dirty.misses += 1;
-        if dirty.misses >= dirty.len() {
+        if dirty.misses >= dirty.len().max(dirty.min_promotion_misses) {
             self.promote(dirty, garbage);
         }
     }

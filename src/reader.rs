@@ -230,10 +230,11 @@ mod tests {
     use crate::DualMap;
     use crate::RETIRED_PER_EPOCH;
 
-    /// One read/dirty pair, so that misses count as in Go.
+    /// One read/dirty pair with Go's promotion rule, so that misses count as in Go.
     fn map() -> DualMap<u64, String, ahash::RandomState> {
         DualMap::builder()
             .pairs(1)
+            .min_promotion_misses(0)
             .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
             .build()
     }

@@ -4,8 +4,9 @@
 /// its read/dirty pairs, each pair's read consistently under its lock.
 ///
 /// ```
-/// // One read/dirty pair, as Go's sync.Map: with more, each pair counts its own misses.
-/// let map = dualmap::DualMap::builder().pairs(1).build();
+/// // One read/dirty pair with Go's promotion rule, as Go's sync.Map: with more pairs, each
+/// // counts its own misses.
+/// let map = dualmap::DualMap::builder().pairs(1).min_promotion_misses(0).build();
 /// for i in 0..3 {
 ///     map.insert(i, i);
 /// }

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::thread;
 
 fn map<K, V>() -> DualMap<K, V> {
-    // One read/dirty pair: Go's sync.Map exactly.
+    // One read/dirty pair with Go's promotion rule: Go's sync.Map exactly.
     DualMap::builder()
         .pairs(1)
+        .min_promotion_misses(0)
         .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
         .build()
 }

@@ -24,9 +24,14 @@ use std::time::Instant;
 
 type Map<V> = DualMap<u32, V, SameHash>;
 
-/// One read/dirty pair: Go's `sync.Map` exactly (every model but the last section's).
+/// One read/dirty pair with Go's promotion rule: Go's `sync.Map` exactly (every model but the
+/// last section's), so that a model's few misses reach promotions.
 fn new_map<V>() -> Map<V> {
-    DualMap::builder().pairs(1).hasher(SameHash).build()
+    DualMap::builder()
+        .pairs(1)
+        .min_promotion_misses(0)
+        .hasher(SameHash)
+        .build()
 }
 
 /// Hashes every key alike. Once the map is amended, its miss filter holds that one hash, so

@@ -711,8 +711,9 @@ fn pinned_forever_keeps_everything_retired_after_it() {
 /// retired since: this test failed with 3,072 retired values.)
 #[test]
 fn a_reader_lets_go_of_its_locked_hit_at_the_next_lookup() {
-    // One pair, so that misses on these three keys count toward one promotion as in Go.
-    let map: DualMap<u64, String> = DualMap::builder().pairs(1).build();
+    // One pair with Go's promotion rule, so that misses on these three keys count toward one
+    // promotion as in Go.
+    let map: DualMap<u64, String> = DualMap::builder().pairs(1).min_promotion_misses(0).build();
     map.insert(0, "zero".into());
     map.get(&0); // promotes key 0: lookups of it are lock-free
     map.insert(1, "dirty".into()); // only in the dirty map

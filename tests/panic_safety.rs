@@ -443,8 +443,13 @@ fn put(map: &Map, model: &mut Model, k: u64, v: u64) -> (u64, u64) {
 /// A map whose read snapshot holds the keys `read` and whose dirty map also holds the keys
 /// `dirty` (the value of `k` is `100 + k`), its model and the ids of its instances.
 fn setup(read: &[u64], dirty: &[u64]) -> (Map, Model, Ids) {
-    // One read/dirty pair: Go's sync.Map exactly, so promotions happen where Go's would.
-    let map = DualMap::builder().pairs(1).hasher(Spread).build();
+    // One read/dirty pair with Go's promotion rule: Go's sync.Map exactly, so promotions
+    // happen where Go's would.
+    let map = DualMap::builder()
+        .pairs(1)
+        .min_promotion_misses(0)
+        .hasher(Spread)
+        .build();
     let mut model = Model::new();
     let mut ids = Ids::new();
     for &k in read {

@@ -258,7 +258,7 @@ fn apply_fuzz(
                 sorted_model(model),
                 "clone's contents"
             );
-            check_shape(ctx, &copy, model);
+            check_shape(ctx, &copy, model, 0);
         }
     }
 }
@@ -274,7 +274,7 @@ fn run(data: &[u8]) {
     reset_registry();
     let mut input = Input(data);
     let mut ctx = Context { index: 0, op: None };
-    let map = new_map(1); // Go's sync.Map exactly: one read/dirty pair
+    let map = new_map(1, 0); // Go's sync.Map exactly: one pair, Go's promotion rule
     let mut model = Model::new();
     let mut held = Held::new();
     let mut reader = map.reader();
@@ -284,7 +284,7 @@ fn run(data: &[u8]) {
         let op = input.decode(&model);
         ctx.op = Some(op);
         apply_fuzz(&ctx, op, &map, &mut model, &mut held, &mut reader);
-        check_shape(&ctx, &map, &model);
+        check_shape(&ctx, &map, &model, 0);
         check_held(&ctx, &held);
         // The lifetime counters never go back.
         let stats = map.stats();

@@ -14,7 +14,7 @@
 //! | `Range(f)` | [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain); [`view`](crate::DualMap::view)`().iter()` | a `for` loop; `break` stops it; a [`View`](crate::View)'s items are plain references, `Send`, and may be held across an `.await`; `par_iter` with the `rayon` feature |
 //! | `Clear()` | [`clear`](crate::DualMap::clear) | pair by pair |
 //! | (none, golang/go#20680) | [`len`](crate::DualMap::len), [`is_empty`](crate::DualMap::is_empty) | one counter per pair, no lock |
-//! | one `sync.Map` | [`DualMap::builder`](crate::DualMap::builder)`().`[`pairs(1)`](crate::Builder::pairs) | the default splits keys over independent read/dirty pairs |
+//! | one `sync.Map` | [`DualMap::builder`](crate::DualMap::builder)`().`[`pairs(1)`](crate::Builder::pairs)`.`[`min_promotion_misses(0)`](crate::Builder::min_promotion_misses) | the default splits keys over independent read/dirty pairs and promotes after at least [`MIN_PROMOTION_MISSES`](crate::MIN_PROMOTION_MISSES) misses |
 //!
 //! ```
 //! // Go:  v, loaded := m.LoadOrStore("k", 1)

@@ -14,7 +14,8 @@
 //!
 //! "Mutex" is the key's read/dirty pair's: keys of different pairs never wait for each other.
 //!
-//! A miss promotes the dirty map once misses reach its size, after which those keys are
+//! A miss promotes the dirty map once misses reach its size and at least
+//! [`MIN_PROMOTION_MISSES`](crate::MIN_PROMOTION_MISSES) (32), after which those keys are
 //! lock-free too. While the dirty map holds keys the snapshot lacks, the snapshot carries a
 //! small Bloom filter of those keys (the *miss filter*): a lookup of a key that was never
 //! added since the last promotion answers "absent" without the lock (in Go it locks, golang/go#21032).
@@ -25,8 +26,8 @@
 //! it. Prefer a sharded map when new keys are frequent.
 //!
 //! ```
-//! // One read/dirty pair, so that the misses below count toward one promotion.
-//! let map = dualmap::DualMap::builder().pairs(1).build();
+//! // One read/dirty pair with Go's promotion rule, so that one miss below promotes.
+//! let map = dualmap::DualMap::builder().pairs(1).min_promotion_misses(0).build();
 //! map.insert(1, 1); // a new key: it goes to the dirty map
 //! assert!(map.get(&2).is_none()); // never added: the miss filter answers, no lock
 //! assert_eq!(map.stats().misses, 0);

@@ -15,8 +15,8 @@
 #[path = "../../tests/support/counted.rs"]
 mod counted;
 
-use crate::RETIRED_PER_EPOCH;
 use crate::{DualMap, GetOrInsert, Stats};
+use crate::{MIN_PROMOTION_MISSES, RETIRED_PER_EPOCH};
 use counted::Counted;
 
 use std::borrow::Borrow;
@@ -26,10 +26,12 @@ use std::sync::Arc;
 
 type Map<K = u32, V = u32> = DualMap<K, V>;
 
-/// One read/dirty pair: Go's `sync.Map` exactly, so promotions count as in Go.
+/// One read/dirty pair with Go's promotion rule: Go's `sync.Map` exactly, so promotions
+/// count as in Go. (The default floor has its own tests at the end.)
 fn map<K, V>() -> Map<K, V> {
     DualMap::builder()
         .pairs(1)
+        .min_promotion_misses(0)
         .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
         .build()
 }
@@ -1489,4 +1491,85 @@ fn values_of_every_layout_live_in_place_then_in_nodes() {
         (1, 1),
         "every clone the map held was dropped once"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The default floor of misses (`MIN_PROMOTION_MISSES`).
+
+/// One read/dirty pair with the default floor.
+fn map_with_floor() -> Map {
+    DualMap::builder()
+        .pairs(1)
+        .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+        .build()
+}
+
+#[test]
+fn a_small_dirty_map_promotes_after_the_floor_of_misses() {
+    let m = map_with_floor();
+    m.insert(1, 1); // a dirty map of one key: Go would promote at the first miss
+    for i in 1..MIN_PROMOTION_MISSES {
+        assert_eq!(m.get(&1).as_deref(), Some(&1));
+        assert_eq!((m.stats().misses, m.stats().promotions), (i, 0));
+    }
+    assert_eq!(m.get(&1).as_deref(), Some(&1));
+    assert_eq!(
+        m.stats(),
+        Stats {
+            len: 1,
+            snapshot_len: 1,
+            promotions: 1,
+            dirty_rebuilds: 1,
+            ..fresh_stats()
+        }
+    );
+}
+
+#[test]
+fn a_dirty_map_larger_than_the_floor_promotes_by_go_s_rule() {
+    let m = map_with_floor();
+    let keys = 2 * MIN_PROMOTION_MISSES as u32;
+    for k in 0..keys {
+        m.insert(k, k);
+    }
+    for k in 0..keys - 1 {
+        assert_eq!(m.get(&k).as_deref(), Some(&k));
+    }
+    assert_eq!(m.stats().promotions, 0);
+    m.get(&0);
+    assert_eq!(m.stats().promotions, 1, "len(dirty) misses promote");
+}
+
+#[test]
+fn inserting_and_removing_new_keys_promotes_once_per_floor_of_misses() {
+    // Go's SwapMostlyMisses and LoadAndDeleteCollision: each remove of a dirty-only key
+    // counts a miss against a dirty map of about one key, which promoted every time.
+    let m = map_with_floor();
+    m.insert(u32::MAX, 0);
+    let rounds = 10 * MIN_PROMOTION_MISSES as u32;
+    for k in 0..rounds {
+        m.insert(k, k);
+        assert_eq!(m.remove(&k).as_deref(), Some(&k));
+    }
+    let stats = m.stats();
+    assert_eq!(stats.promotions, 10, "{stats:?}");
+    assert_eq!((stats.len, m.get_cloned(&u32::MAX)), (1, Some(0)));
+}
+
+#[test]
+fn a_clone_keeps_the_floor_of_misses() {
+    for floor in [0, MIN_PROMOTION_MISSES, 3] {
+        let m: Map = DualMap::builder()
+            .pairs(1)
+            .min_promotion_misses(floor)
+            .build();
+        let copy = m.clone();
+        copy.insert(1, 1);
+        for _ in 0..floor.max(1) {
+            copy.get(&1);
+        }
+        assert_eq!(copy.stats().promotions, 1, "floor {floor}");
+    }
+    let builder = DualMap::builder().min_promotion_misses(7);
+    assert!(format!("{builder:?}").contains("min_promotion_misses: 7"));
 }
