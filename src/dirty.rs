@@ -3,7 +3,7 @@
 
 use crate::entry::Entry;
 use crate::snapshot::Snapshot;
-use crate::sync::Arc;
+use crate::sync::{Arc, SnapshotGuard};
 use crate::table::Table;
 use std::borrow::Borrow;
 
@@ -144,6 +144,9 @@ impl<K, V> Dirty<K, V> {
 /// tables and snapshots drops keys and values, which runs user code (`Drop`) that must never
 /// run under the lock. Fields in drop order.
 pub(crate) struct Garbage<K, V> {
+    /// A guard the operation loaded before locking, of a snapshot superseded since: it may
+    /// be the last reference to that snapshot.
+    pub(crate) superseded: Option<SnapshotGuard<Snapshot<K, V>>>,
     pub(crate) snapshot: Option<Arc<Snapshot<K, V>>>,
     pub(crate) table: Option<Table<K, V>>,
 }
@@ -151,6 +154,7 @@ pub(crate) struct Garbage<K, V> {
 impl<K, V> Default for Garbage<K, V> {
     fn default() -> Self {
         Self {
+            superseded: None,
             snapshot: None,
             table: None,
         }

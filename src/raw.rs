@@ -105,6 +105,27 @@ impl<K, V> RawMap<K, V> {
         result
     }
 
+    /// The current snapshot, for a locked section: `pinned`, the guard the operation loaded
+    /// before locking, while it is still current, so that no second guard is loaded; else a
+    /// fresh one, and `pinned` goes to `garbage` (it may hold the last reference to its
+    /// snapshot, whose drop runs user `Drop`s). Publications happen only under the lock, so
+    /// the answer holds until unlocking. Call it first in the section: the current snapshot is
+    /// also held by the cell, so dropping its guard while unwinding from a panicking `Eq`
+    /// frees nothing under the lock.
+    #[inline(always)]
+    fn current_locked(
+        &self,
+        pinned: SnapshotGuard<Snapshot<K, V>>,
+        garbage: &mut Garbage<K, V>,
+    ) -> SnapshotGuard<Snapshot<K, V>> {
+        if pinned.is_current() {
+            pinned
+        } else {
+            garbage.superseded = Some(pinned);
+            self.read.load()
+        }
+    }
+
     /// Promotes the dirty map to be the read table (Go: `missLocked` reaching its threshold,
     /// and `Range` on an amended map).
     fn promote(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
@@ -252,11 +273,12 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// Finds the entry of a key the snapshot lacks, under the lock (Go's re-check), counting
-    /// a miss by `rule`. Holds the snapshot loaded under the lock, which the caller keeps
-    /// while it works on the entry so that the values it reads stay alive.
+    /// Finds the entry of a key the snapshot `pinned` lacks, under the lock (Go's re-check),
+    /// counting a miss by `rule`. Holds the snapshot current under the lock, which the caller
+    /// keeps while it works on the entry so that the values it reads stay alive.
     fn locate_locked<Q>(
         &self,
+        pinned: SnapshotGuard<Snapshot<K, V>>,
         hash: u64,
         key: &Q,
         rule: MissRule,
@@ -267,7 +289,7 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
     {
         self.locked(|dirty, garbage| {
-            let snapshot = self.read.load();
+            let snapshot = self.current_locked(pinned, garbage);
             let located = dirty.locate(&snapshot, hash, key);
             let missed = Self::counts_miss(rule, &located, &snapshot);
             let entry = match located {
@@ -298,10 +320,7 @@ impl<K, V> RawMap<K, V> {
         match snapshot.lookup(hash, key) {
             Lookup::Present(node) => Some(Held::pinned(snapshot).into_ref(node)),
             Lookup::Absent => None,
-            Lookup::AskDirty => {
-                drop(snapshot);
-                self.get_locked(hash, key)
-            }
+            Lookup::AskDirty => self.get_locked(snapshot, hash, key),
         }
     }
 
@@ -310,12 +329,17 @@ impl<K, V> RawMap<K, V> {
     /// inlined into callers, saves no registers for it.
     #[cold]
     #[inline(never)]
-    pub(crate) fn get_locked<Q>(&self, hash: u64, key: &Q) -> Option<Ref<K, V>>
+    pub(crate) fn get_locked<Q>(
+        &self,
+        pinned: SnapshotGuard<Snapshot<K, V>>,
+        hash: u64,
+        key: &Q,
+    ) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let held = self.locate_locked(hash, key, MissRule::EveryDirtyLookup, false);
+        let held = self.locate_locked(pinned, hash, key, MissRule::EveryDirtyLookup, false);
         let node = held.entry.as_ref()?.load()?;
         Some(held.into_ref(node))
     }
@@ -331,6 +355,7 @@ impl<K, V> RawMap<K, V> {
     #[inline(always)]
     fn store_locked<R>(
         &self,
+        pinned: SnapshotGuard<Snapshot<K, V>>,
         key: K,
         hash: u64,
         value: V,
@@ -344,7 +369,7 @@ impl<K, V> RawMap<K, V> {
         // panics they are dropped after the mutex is released.
         let mut offered = Some((key, value));
         self.locked(|dirty, garbage| {
-            let snapshot = self.read.load();
+            let snapshot = self.current_locked(pinned, garbage);
             let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
             let (key, value) = offered.take().expect("once");
             // A store into a dirty-only key counts a miss, for `Swap` as well as Go's
@@ -417,8 +442,8 @@ impl<K, V> RawMap<K, V> {
             },
             None => value,
         };
-        drop(snapshot);
-        let (landed, held) = self.store_locked(key, hash, value, Entry::try_swap, Option::is_none);
+        let (landed, held) =
+            self.store_locked(snapshot, key, hash, value, Entry::try_swap, Option::is_none);
         let previous = match (landed, &held.entry) {
             (Landed::Existing(Some(previous)), Some(entry)) => Ok(Retiring::new(previous, entry)),
             _ => Err(()),
@@ -524,9 +549,9 @@ impl<K, V> RawMap<K, V> {
             },
             None => value,
         };
-        drop(snapshot);
         let stored = |outcome: &LoadedOrStored<V>| matches!(outcome, LoadedOrStored::Stored(_));
-        let (landed, held) = self.store_locked(key, hash, value, Entry::try_load_or_store, stored);
+        let (landed, held) =
+            self.store_locked(snapshot, key, hash, value, Entry::try_load_or_store, stored);
         Self::loaded_or_stored(landed, held)
     }
 
@@ -575,9 +600,9 @@ impl<K, V> RawMap<K, V> {
                 return (outcome, Held::pinned(snapshot));
             }
             None if !snapshot.may_be_dirty(hash) => return (Err(arg), Held::pinned(snapshot)),
-            None => drop(snapshot),
+            None => {}
         }
-        let held = self.locate_locked(hash, key, rule, take_dirty_only);
+        let held = self.locate_locked(snapshot, hash, key, rule, take_dirty_only);
         let outcome = match &held.entry {
             Some(entry) => act(entry, &held.snapshot, arg),
             None => Err(arg),
@@ -706,8 +731,14 @@ impl<K, V> RawMap<K, V> {
                 None => make.take().expect("`make` runs at most once")(),
             };
             let stored = |outcome: &LoadedOrStored<V>| matches!(outcome, LoadedOrStored::Stored(_));
-            let (landed, mut held) =
-                self.store_locked(key, hash, value, Entry::try_load_or_store, stored);
+            let (landed, mut held) = self.store_locked(
+                self.pin(),
+                key,
+                hash,
+                value,
+                Entry::try_load_or_store,
+                stored,
+            );
             match landed {
                 Landed::Existing(LoadedOrStored::Stored(node)) | Landed::New(node) => {
                     return held.into_ref(node)
@@ -815,6 +846,11 @@ impl<K, V> RawMap<K, V> {
         );
         drop(current);
         drop(replaced);
+    }
+
+    /// A guard of the published snapshot, for a locked lookup that did not load one.
+    pub(crate) fn pin(&self) -> SnapshotGuard<Snapshot<K, V>> {
+        self.read.load()
     }
 
     /// The published snapshot, for a `Reader` to keep.

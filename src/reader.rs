@@ -179,7 +179,8 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.locked_hit = self.map.pairs().of(hash).get_locked(hash, key);
+        let pair = self.map.pairs().of(hash);
+        self.locked_hit = pair.get_locked(pair.pin(), hash, key);
         self.locked_hit.as_deref()
     }
 
