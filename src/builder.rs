@@ -9,7 +9,7 @@ use std::fmt;
 ///
 /// **Pairs.** The map's keys are split by hash bits over `pairs` independent `sync.Map`s,
 /// each with its own read snapshot, mutex, dirty map and miss counter. One pair is Go's
-/// `sync.Map` (exactly, with Go's promotion rule: [`min_promotion_misses`](Self::min_promotion_misses)); more pairs let new keys in different pairs be added in parallel, and
+/// `sync.Map` (with Go's promotion rule: [`min_promotion_misses`](Self::min_promotion_misses)); more pairs let new keys in different pairs be added in parallel, and
 /// divide the work of each dirty rebuild (which copies one pair's snapshot) by their number.
 /// Every per-key operation is Go's, on the key's pair; what spans pairs (`len`, `clear`,
 /// iteration, `stats`) visits them one after another (see [`DualMap::clear`] and
@@ -24,7 +24,7 @@ use std::fmt;
 /// ```
 /// use dualmap::DualMap;
 ///
-/// // Go's sync.Map exactly: one read snapshot, one mutex, Go's promotion rule.
+/// // Go's sync.Map: one read snapshot, one mutex, Go's promotion rule.
 /// let go: DualMap<String, u64> = DualMap::builder().pairs(1).min_promotion_misses(0).build();
 /// assert_eq!(go.stats().pairs, 1);
 ///
@@ -75,10 +75,11 @@ impl<S> Builder<S> {
     }
 
     /// The fewest misses that promote a pair's dirty map: a pair promotes once its misses
-    /// reach both its dirty map's size and `misses` (default [`MIN_PROMOTION_MISSES`],
-    /// which says why). 0 is Go's rule, so `pairs(1).min_promotion_misses(0)` makes Go's
-    /// `sync.Map` exactly. Promotion timing changes how soon new keys are read without the
-    /// lock, never what any operation returns.
+    /// reach both its dirty map's size (less the tombstones of removed dirty-only keys) and
+    /// `misses` (default [`MIN_PROMOTION_MISSES`], which says why). 0 is Go's rule, so
+    /// `pairs(1).min_promotion_misses(0)` promotes where Go's `sync.Map` would (but for those
+    /// tombstones, which Go takes out of its dirty map). Promotion timing changes how soon new
+    /// keys are read without the lock, never what any operation returns.
     ///
     /// [`MIN_PROMOTION_MISSES`]: crate::MIN_PROMOTION_MISSES
     ///

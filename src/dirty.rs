@@ -17,7 +17,7 @@ use std::borrow::Borrow;
 /// removes keys of a small map (Go's `SwapMostlyMisses` and `LoadAndDeleteCollision`)
 /// promoted on nearly every operation: 1.2 µs each on one thread. With a floor of 32, 0.39 µs
 /// (8: 0.47, 16: 0.41, 64: 0.36, 128: 0.38; 2-core AMD EPYC). A dirty map of 32 keys or more
-/// promotes exactly as in Go; a smaller one serves up to 32 locked lookups first.
+/// promotes as in Go; a smaller one serves up to 32 locked lookups first.
 /// [`Builder::min_promotion_misses`](crate::Builder::min_promotion_misses) sets it per map
 /// (0 is Go's rule).
 ///
@@ -40,6 +40,14 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) table: Option<Table<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
+    /// About how many entries of the dirty map are tombstones of dirty-only keys: counted
+    /// when a remove locates a present dirty-only key (it deletes after unlocking; counted
+    /// twice if two removes race, or once for a compare-and-remove that deletes nothing), and
+    /// counted back when a store fills one under the lock. Never fewer than there are, since
+    /// every such tombstone is made by a counted remove. They are left out of the promotion
+    /// threshold: each cost a miss, so with them in, misses could never catch up with a dirty
+    /// map whose keys are inserted and removed (it would grow without bound).
+    pub(crate) tombstones: usize,
     /// The fewest misses that promote, however small the dirty map
     /// ([`Builder::min_promotion_misses`](crate::Builder::min_promotion_misses)).
     pub(crate) min_promotion_misses: usize,
@@ -67,6 +75,7 @@ impl<K, V> Dirty<K, V> {
         Self {
             table: None,
             misses: 0,
+            tombstones: 0,
             min_promotion_misses,
             new_key_hashes: Vec::new(),
             promotions: 0,
@@ -78,6 +87,14 @@ impl<K, V> Dirty<K, V> {
     /// Entries in the dirty map, tombstones included (Go's `len(dirty)`).
     pub(crate) fn len(&self) -> usize {
         self.table.as_ref().map_or(0, |table| table.len())
+    }
+
+    /// The misses that promote: the dirty map's entries other than tombstones of dirty-only
+    /// keys, and at least the floor.
+    pub(crate) fn promotion_threshold(&self) -> usize {
+        self.len()
+            .saturating_sub(self.tombstones)
+            .max(self.min_promotion_misses)
     }
 
     /// Looks a key up in the re-loaded snapshot, then in the dirty map.
@@ -99,14 +116,6 @@ impl<K, V> Dirty<K, V> {
         }
     }
 
-    /// Takes a dirty-only key out of the dirty map (Go deletes it there so that removed
-    /// dirty-only keys are really freed, golang/go#40999).
-    pub(crate) fn take(&mut self, entry: &Arc<Entry<K, V>>) -> Option<Arc<Entry<K, V>>> {
-        let table = self.table.as_mut()?;
-        let found = table.find_entry(entry.hash, |candidate| Arc::ptr_eq(candidate, entry));
-        found.ok().map(|slot| slot.remove().0)
-    }
-
     /// Adds an entry that is in neither map yet, or an entry of the read table that was just
     /// unexpunged. The dirty map exists whenever this is called.
     pub(crate) fn put(&mut self, entry: Arc<Entry<K, V>>) {
@@ -121,6 +130,7 @@ impl<K, V> Dirty<K, V> {
     /// new keys' hashes, which only an amended snapshot's filter needs.
     pub(crate) fn take_table(&mut self) -> Option<Table<K, V>> {
         self.new_key_hashes = Vec::new();
+        self.tombstones = 0;
         self.table.take()
     }
 

@@ -573,7 +573,10 @@ where
 
     /// Removes `key` and returns its value (Go's `LoadAndDelete`; `Delete` is this with the
     /// result dropped). A key of the read snapshot becomes a tombstone without locking; a key
-    /// only the dirty map holds is taken out of it under the mutex.
+    /// only the dirty map holds is found under its pair's mutex and stays in the dirty map as a
+    /// tombstone until a promotion carries it out (Go takes it out of the dirty map; here a
+    /// later store of the key refills it, and the memory of removed keys is bounded by the
+    /// pair's other keys: DESIGN.md, "Tombstones of dirty-only keys").
     ///
     /// ```
     /// let map = dualmap::DualMap::new();

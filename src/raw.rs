@@ -33,7 +33,8 @@ struct Held<K, V> {
     /// alive. Its drop may free values retired meanwhile.
     snapshot: SnapshotGuard<Snapshot<K, V>>,
     /// The entry, when it was found under the lock: no snapshot may reach it, and this may be
-    /// the last reference to one taken out of the dirty map (its drop drops the key).
+    /// the last reference to one that a concurrent `clear` dropped with the dirty map (its
+    /// drop drops the key).
     entry: Option<Arc<Entry<K, V>>>,
     /// The caller's key, when the map already held an equal one.
     duplicate: Option<K>,
@@ -145,11 +146,11 @@ impl<K, V> RawMap<K, V> {
         dirty.promotions += 1;
     }
 
-    /// Counts a miss; promotes once misses reach the dirty map's size (Go's rule) and the
-    /// pair's floor (DESIGN.md, "Promotion timing").
+    /// Counts a miss; promotes once misses reach the dirty map's size less its dirty-only
+    /// tombstones, and the pair's floor (DESIGN.md, "Promotion timing").
     fn miss(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
         dirty.misses += 1;
-        if dirty.misses >= dirty.len().max(dirty.min_promotion_misses) {
+        if dirty.misses >= dirty.promotion_threshold() {
             self.promote(dirty, garbage);
         }
     }
@@ -274,15 +275,17 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Finds the entry of a key the snapshot `pinned` lacks, under the lock (Go's re-check),
-    /// counting a miss by `rule`. Holds the snapshot current under the lock, which the caller
-    /// keeps while it works on the entry so that the values it reads stay alive.
+    /// counting a miss by `rule`, and a tombstone-to-be if the caller `deletes` a dirty-only
+    /// key's value (after unlocking; see `Dirty::tombstones`). Holds the snapshot current under
+    /// the lock, which the caller keeps while it works on the entry so that the values it reads
+    /// stay alive.
     fn locate_locked<Q>(
         &self,
         pinned: SnapshotGuard<Snapshot<K, V>>,
         hash: u64,
         key: &Q,
         rule: MissRule,
-        take_dirty_only: bool,
+        deletes: bool,
     ) -> Held<K, V>
     where
         K: Borrow<Q>,
@@ -294,11 +297,14 @@ impl<K, V> RawMap<K, V> {
             let missed = Self::counts_miss(rule, &located, &snapshot);
             let entry = match located {
                 Located::Read(entry) => Some(entry),
-                Located::Dirty(entry) if take_dirty_only => dirty.take(&entry),
-                Located::Dirty(entry) => Some(entry),
+                Located::Dirty(entry) => {
+                    if deletes && entry.load().is_some() {
+                        dirty.tombstones += 1;
+                    }
+                    Some(entry)
+                }
                 Located::Absent => None,
             };
-            // After taking the key out: a promotion here must not carry it into the snapshot.
             if missed {
                 self.miss(dirty, garbage);
             }
@@ -376,6 +382,7 @@ impl<K, V> RawMap<K, V> {
             // `LoadOrStore`: otherwise a key that is only ever overwritten stays behind the
             // mutex for good (Go's W6).
             let missed = Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot);
+            let dirty_only = matches!(located, Located::Dirty(_));
             let entry = match located {
                 Located::Read(entry) => {
                     if entry.unexpunge_locked() {
@@ -401,6 +408,9 @@ impl<K, V> RawMap<K, V> {
             };
             if filled(&outcome) {
                 snapshot.live.added();
+                if dirty_only {
+                    dirty.tombstones = dirty.tombstones.saturating_sub(1);
+                }
             }
             // The entry is shared by both maps, so a promotion this miss triggers publishes
             // the value just stored.
@@ -573,7 +583,7 @@ impl<K, V> RawMap<K, V> {
     /// Finds the key's entry and runs `act` on it: the path Go's `LoadAndDelete`,
     /// `CompareAndDelete` and `CompareAndSwap` share, with `update`. Lock-free when the snapshot
     /// holds the key; under the lock when only the dirty map may (counting a miss by `rule`,
-    /// and taking a dirty-only entry out of the dirty map if `take_dirty_only`), with `act` run
+    /// and counting a tombstone-to-be if `act` `deletes`), with `act` run
     /// after unlocking. `act` hands `arg` back when it changes nothing, and so does a missing
     /// key. Returns the outcome with what the operation holds, for the caller to retire what
     /// `act` displaced before dropping it (see `retire_or_unpin`). One caller per operation,
@@ -585,7 +595,7 @@ impl<K, V> RawMap<K, V> {
         hash: u64,
         key: &Q,
         rule: MissRule,
-        take_dirty_only: bool,
+        deletes: bool,
         arg: A,
         act: impl FnOnce(&Arc<Entry<K, V>>, &Snapshot<K, V>, A) -> Result<R, A>,
     ) -> (Result<R, A>, Held<K, V>)
@@ -602,7 +612,7 @@ impl<K, V> RawMap<K, V> {
             None if !snapshot.may_be_dirty(hash) => return (Err(arg), Held::pinned(snapshot)),
             None => {}
         }
-        let held = self.locate_locked(snapshot, hash, key, rule, take_dirty_only);
+        let held = self.locate_locked(snapshot, hash, key, rule, deletes);
         let outcome = match &held.entry {
             Some(entry) => act(entry, &held.snapshot, arg),
             None => Err(arg),
@@ -627,7 +637,8 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// Go's `LoadAndDelete`: a dirty-only key is taken out of the dirty map.
+    /// Go's `LoadAndDelete`. Unlike Go, a dirty-only key stays in the dirty map as a tombstone
+    /// (DESIGN.md, "Tombstones of dirty-only keys").
     pub(crate) fn remove<Q>(&self, hash: u64, key: &Q) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,
@@ -648,7 +659,7 @@ impl<K, V> RawMap<K, V> {
     {
         let rule = MissRule::EveryDirtyLookup;
         let equal = |current: &V| current == expected;
-        let (removed, held) = self.find_and_act(hash, key, rule, false, equal, Self::delete_if);
+        let (removed, held) = self.find_and_act(hash, key, rule, true, equal, Self::delete_if);
         self.retire_or_unpin(removed, held).is_ok()
     }
 

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 type Map<V> = DualMap<u32, V, SameHash>;
 
-/// One read/dirty pair with Go's promotion rule: Go's `sync.Map` exactly (every model but the
+/// One read/dirty pair with Go's promotion rule: Go's `sync.Map` (every model but the
 /// last section's), so that a model's few misses reach promotions.
 fn new_map<V>() -> Map<V> {
     DualMap::builder()

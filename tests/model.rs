@@ -4,7 +4,7 @@
 //! compare-and-swap hits frequent. Sequences of even seeds run on one read/dirty pair (every
 //! per-pair invariant of the stats checked), odd seeds on four pairs (the keys spread over
 //! them; the stats' sums checked); seeds 0 and 1 modulo 4 with Go's promotion rule (so a
-//! quarter of the sequences run on Go's `sync.Map` exactly), 2 and 3 with the default floor of
+//! quarter of the sequences run on Go's `sync.Map`), 2 and 3 with the default floor of
 //! misses.
 //!
 //! quickcheck 1.1 prints no seed, so the property takes an arbitrary `u64` seed and a length,
@@ -131,7 +131,7 @@ fn run_sequence(seed: u64, len: usize) -> u64 {
         op: None,
     };
     // Half the sequences run on one read/dirty pair, half on four; half with Go's promotion
-    // rule, half with the default floor (so one sequence in four is Go's sync.Map exactly).
+    // rule, half with the default floor (so one sequence in four is Go's sync.Map).
     let pairs = if seed % 2 == 0 { 1 } else { 4 };
     let min_promotion_misses = if seed % 4 < 2 {
         0

@@ -443,7 +443,7 @@ fn put(map: &Map, model: &mut Model, k: u64, v: u64) -> (u64, u64) {
 /// A map whose read snapshot holds the keys `read` and whose dirty map also holds the keys
 /// `dirty` (the value of `k` is `100 + k`), its model and the ids of its instances.
 fn setup(read: &[u64], dirty: &[u64]) -> (Map, Model, Ids) {
-    // One read/dirty pair with Go's promotion rule: Go's sync.Map exactly, so promotions
+    // One read/dirty pair with Go's promotion rule: Go's sync.Map, so promotions
     // happen where Go's would.
     let map = DualMap::builder()
         .pairs(1)
@@ -965,13 +965,12 @@ fn a_panicking_drop_of_the_duplicate_key_of_a_locked_insert_leaks_nothing() {
     finish(map);
 }
 
-/// Bug (fixed): `remove` of a key only the dirty map holds takes its entry out of the dirty
-/// map and dropped it (the last reference: the key's `Drop` runs) before retiring the removed
-/// value and after counting it out of `len`. A panicking key `Drop` leaked the value.
-///
-/// The entry holds the key's first value in place, and the retirement of that value keeps the
-/// entry until its epoch ends; so key 3 is overwritten first, and a rotation ends that epoch,
-/// leaving the dirty map with the entry's last reference.
+/// A removed key that only the dirty map held stays there as a tombstone; a `clear` drops the
+/// dirty map after unlocking, and with it the entry's last reference (key 3 is overwritten
+/// first and a rotation ends that epoch, so the retirement of its first value no longer holds
+/// the entry). A panicking key `Drop` there leaks nothing else of the cleared map. (Until the
+/// tombstones, `remove` took the entry out and dropped it before retiring the removed value,
+/// and this leaked the value.)
 #[test]
 fn a_panicking_drop_of_the_key_of_a_removed_dirty_entry_leaks_nothing() {
     start();
@@ -980,29 +979,33 @@ fn a_panicking_drop_of_the_key_of_a_removed_dirty_entry_leaks_nothing() {
     model.insert(3, 33);
     overwrite(&map, &mut model, 1, RETIRED_PER_EPOCH - 1);
     assert_eq!(drops_of(ids[&3].1), 1, "the first value's epoch has ended");
-    assert_eq!(drops_of(ids[&3].0), 0, "the dirty map holds the key");
-    expect_trap(Site::Drop(ids[&3].0), 1, || map.remove(&Key::new(3)));
+    drop(map.remove(&Key::new(3)));
     model.remove(&3);
-    assert_eq!(map.len(), model.len());
+    assert_eq!(drops_of(ids[&3].0), 0, "the tombstone holds the key");
+    check(&map, &model);
+    expect_trap(Site::Drop(ids[&3].0), 1, || map.clear());
+    model.clear();
     check(&map, &model);
     finish(map);
 }
 
-/// A removed key whose first value was never displaced goes with that value, when its epoch
-/// ends (here: the promotion by `iter`); a panicking key `Drop` there frees the value, the
-/// entry and the rest of the epoch.
+/// A removed key whose first value was never displaced goes with that value and its
+/// tombstone: the promotion by `iter` ends the value's epoch and carries the tombstone into
+/// the snapshot, a new key's rebuild expunges it, and the next promotion drops that snapshot;
+/// a panicking key `Drop` there frees the rest of the snapshot.
 #[test]
 fn a_panicking_drop_of_a_key_freed_with_its_first_value_leaks_nothing() {
     start();
     let (map, mut model, ids) = setup(&[1], &[3, 4, 5]);
-    expect_trap(Site::Drop(ids[&3].0), 1, || {
-        let removed = map.remove(&Key::new(3)).expect("present");
-        assert_eq!(drops_of(ids[&3].0), 0, "the key waits with its value");
-        drop(removed);
-        drop(map.iter()); // promotes: the epoch of the removed value ends
-    });
+    let removed = map.remove(&Key::new(3)).expect("present");
     model.remove(&3);
+    drop(removed);
+    drop(map.iter()); // promotes: the epoch of the removed value ends
     assert_eq!(drops_of(ids[&3].1), 1, "the removed value is freed");
+    assert_eq!(drops_of(ids[&3].0), 0, "the tombstone holds the key");
+    drop(map.insert(Key::new(6), Val::new(6))); // rebuild: expunges key 3
+    model.insert(6, 6);
+    expect_trap(Site::Drop(ids[&3].0), 1, || drop(map.iter()));
     check(&map, &model);
     finish(map);
 }

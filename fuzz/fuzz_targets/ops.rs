@@ -274,7 +274,7 @@ fn run(data: &[u8]) {
     reset_registry();
     let mut input = Input(data);
     let mut ctx = Context { index: 0, op: None };
-    let map = new_map(1, 0); // Go's sync.Map exactly: one pair, Go's promotion rule
+    let map = new_map(1, 0); // Go's sync.Map: one pair, Go's promotion rule
     let mut model = Model::new();
     let mut held = Held::new();
     let mut reader = map.reader();

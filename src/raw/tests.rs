@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 type Map<K = u32, V = u32> = DualMap<K, V>;
 
-/// One read/dirty pair with Go's promotion rule: Go's `sync.Map` exactly, so promotions
+/// One read/dirty pair with Go's promotion rule: Go's `sync.Map`, so promotions
 /// count as in Go. (The default floor has its own tests at the end.)
 fn map<K, V>() -> Map<K, V> {
     DualMap::builder()
@@ -217,24 +217,27 @@ fn get_found_in_dirty_counts_a_miss_and_promotes() {
 }
 
 #[test]
-fn with_an_empty_dirty_map_the_first_miss_promotes() {
-    // Removing the only dirty-only key takes it out of the dirty map first, so the miss that
-    // follows finds an empty dirty map and promotes it; the taken key must not reach the
-    // new snapshot.
+fn a_removed_dirty_only_key_stays_as_a_tombstone_that_a_store_refills_lock_free() {
+    // Removing the only dirty-only key leaves it in the dirty map as a tombstone, which the
+    // promotion threshold leaves out: the miss promotes it, deleted, into the snapshot. (Go
+    // takes it out of the dirty map, so the next insert of the key is a new key again.)
     let m: Map = map();
     m.insert(1, 1);
     assert_eq!(m.remove(&1).as_deref(), Some(&1));
-    assert_eq!(
-        m.stats(),
-        Stats {
-            promotions: 1,
-            dirty_rebuilds: 1,
-            retired: 1, // retired to the epoch of the new snapshot
-            ..fresh_stats()
-        }
-    );
+    let s = Stats {
+        snapshot_len: 1, // the tombstone
+        promotions: 1,
+        dirty_rebuilds: 1,
+        retired: 1, // retired to the epoch of the new snapshot
+        ..fresh_stats()
+    };
+    assert_eq!(m.stats(), s);
     assert!(m.get(&1).is_none());
     assert_eq!(m.iter().count(), 0);
+    // A store fills the tombstone lock-free: no rebuild, no miss, not amended.
+    assert!(m.insert(1, 2).is_none());
+    assert_eq!(m.stats(), Stats { len: 1, ..s });
+    assert_eq!(m.get_cloned(&1), Some(2));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,7 +300,7 @@ fn get_counts_a_miss_on_every_locked_lookup() {
 }
 
 #[test]
-fn remove_counts_a_miss_on_every_locked_lookup_and_takes_dirty_only_keys_out() {
+fn remove_counts_a_miss_on_every_locked_lookup_and_leaves_dirty_only_keys_as_tombstones() {
     let m = split_map();
     let s = m.stats();
     assert_eq!(m.remove(&1).as_deref(), Some(&1)); // snapshot key: lock-free tombstone
@@ -307,10 +310,9 @@ fn remove_counts_a_miss_on_every_locked_lookup_and_takes_dirty_only_keys_out() {
         ..s
     };
     assert_eq!(m.stats(), s);
-    assert_eq!(m.remove(&10).as_deref(), Some(&10)); // dirty-only: taken out of dirty
+    assert_eq!(m.remove(&10).as_deref(), Some(&10)); // dirty-only: a tombstone in dirty
     let s = Stats {
         len: 6,
-        dirty_len: Some(7),
         misses: 1,
         retired: 2,
         ..s
@@ -953,11 +955,11 @@ fn clear_on_an_empty_map_changes_nothing() {
     let m: Map = map();
     m.clear();
     assert_eq!(m.stats(), fresh_stats());
-    // After a promotion of nothing (empty, non-amended): still a no-op.
+    // After a clear (empty, non-amended): still a no-op.
     m.insert(1, 1);
-    m.remove(&1); // promotes an empty dirty map
+    m.clear();
     let s = m.stats();
-    assert_eq!((s.promotions, s.snapshot_len, s.amended), (1, 0, false));
+    assert_eq!((s.snapshot_len, s.amended, s.dirty_len), (0, false, None));
     m.clear();
     assert_eq!(m.stats(), s);
 }
@@ -1059,47 +1061,49 @@ fn len_follows_every_transition() {
     check(2);
     m.insert(1, 2); // dirty value -> value
     check(2);
-    m.remove(&1); // dirty-only key taken out; its miss promotes {0}
+    m.remove(&1); // dirty-only key: a tombstone in dirty; its miss promotes {0, 1}
     check(1);
     assert_eq!(m.stats().promotions, 1);
-    m.remove(&1); // absent, not amended
+    m.remove(&1); // a snapshot tombstone now: absent, lock-free
     check(1);
-    m.insert(1, 1); // new key: rebuild, dirty = {0, 1}
-    assert!(!m.get_or_insert(1, 9).is_inserted()); // loaded from dirty: miss 1
+    m.insert(1, 1); // snapshot NIL -> value, lock-free
     check(2);
-    // Miss 2 promotes {0, 1} before the delete: key 1 becomes a snapshot tombstone.
-    assert!(m.compare_and_remove(&1, &1));
-    check(1);
+    m.insert(2, 2); // new key: rebuild, dirty = {0, 1, 2}
+    assert!(!m.get_or_insert(2, 9).is_inserted()); // loaded from dirty: miss 1
+    check(3);
+    // Miss 2 promotes {0, 1, 2} before the delete: key 2 becomes a snapshot tombstone.
+    assert!(m.compare_and_remove(&2, &2));
+    check(2);
     assert_eq!(m.stats().promotions, 2);
-    assert_eq!(m.stats().snapshot_len, 2);
-    assert!(m.get_or_insert(1, 9).is_inserted()); // snapshot NIL -> value
-    check(2);
+    assert_eq!(m.stats().snapshot_len, 3);
+    assert!(m.get_or_insert(2, 9).is_inserted()); // snapshot NIL -> value
+    check(3);
     m.insert(0, 5); // snapshot value -> value
-    check(2);
+    check(3);
     assert_eq!(m.compare_and_swap(&0, &5, 6), Ok(()));
-    check(2);
+    check(3);
     m.remove(&0); // snapshot value -> NIL
-    check(1);
+    check(2);
     assert!(!m.compare_and_remove(&0, &6)); // NIL stays NIL
-    check(1);
+    check(2);
     m.insert(0, 7); // NIL -> value, lock-free
-    check(2);
+    check(3);
     m.remove(&0);
-    check(1);
-    m.insert(2, 2); // new key: rebuild expunges 0
     check(2);
+    m.insert(3, 3); // new key: rebuild expunges 0
+    check(3);
     assert!(m.get(&0).is_none());
-    check(2);
+    check(3);
     m.insert(0, 8); // EXPUNGED -> NIL -> value
-    check(3);
+    check(4);
     m.remove(&0);
-    m.insert(3, 3);
+    m.insert(4, 4);
+    check(4);
+    m.retain(|k, _| *k != 4);
     check(3);
-    m.retain(|k, _| *k != 3);
-    check(2);
     m.clear();
     check(0);
-    m.insert(4, 4);
+    m.insert(5, 5);
     check(1);
 }
 
