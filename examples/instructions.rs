@@ -154,26 +154,31 @@ fn unsupported() -> ! {
 
 type DualMap = dualmap::DualMap<u64, u64, Hasher>;
 
-/// One new key per read/dirty pair of the (one) dualmap this process measures: found once by
-/// `settle`, uncounted, as keys whose insert rebuilt a pair's dirty map (the map is promoted
-/// then, so the first new key of each pair rebuilds it).
-fn pair_keys(map: &DualMap) -> &'static [u64] {
-    static KEYS: OnceLock<Vec<u64>> = OnceLock::new();
+/// Two sets of one new key per read/dirty pair of the (one) dualmap this process measures:
+/// found once by `settle`, uncounted, as keys whose insert rebuilt a pair's dirty map (the map
+/// is promoted then, so the first new key of each pair rebuilds it). `rebuild` alternates
+/// between the sets: a removed key stays in its pair as a tombstone, which the next rebuild
+/// expunges and the promotion after it drops, so a set's keys are new again every other cycle.
+fn pair_keys(map: &DualMap) -> &'static [Vec<u64>; 2] {
+    static KEYS: OnceLock<[Vec<u64>; 2]> = OnceLock::new();
     KEYS.get_or_init(|| {
         let pairs = map.stats().pairs;
-        let mut keys = Vec::with_capacity(pairs);
         let mut candidates = u64::MAX / 2..;
-        while keys.len() < pairs {
-            let key = candidates.next().expect("enough candidates");
-            let rebuilds = map.stats().dirty_rebuilds;
-            assert!(DualMap::insert(map, key, key).is_none());
-            if map.stats().dirty_rebuilds > rebuilds {
-                keys.push(key);
+        let mut round = || {
+            let mut keys = Vec::with_capacity(pairs);
+            while keys.len() < pairs {
+                let key = candidates.next().expect("enough candidates");
+                let rebuilds = map.stats().dirty_rebuilds;
+                assert!(DualMap::insert(map, key, key).is_none());
+                if map.stats().dirty_rebuilds > rebuilds {
+                    keys.push(key);
+                }
+                assert!(DualMap::remove(map, &key).is_some());
             }
-            assert!(DualMap::remove(map, &key).is_some());
-        }
-        drop(map.iter());
-        keys
+            drop(map.iter());
+            keys
+        };
+        [round(), round()]
     })
 }
 
@@ -196,10 +201,13 @@ impl Map for DualMap {
         }
     }
     /// Go's dirty-map cycle (W1) in every read/dirty pair: the first new key of a pair after
-    /// its promotion copies the pair's snapshot into a new dirty map; taking the keys out again
-    /// and iterating promotes those maps, so every cycle rebuilds from the same entries.
+    /// its promotion copies the pair's snapshot into a new dirty map; removing the keys again
+    /// and iterating promotes those maps, so every cycle rebuilds from the same entries (and
+    /// expunges the one tombstone the cycle before left).
     fn rebuild(&self) {
-        for &key in pair_keys(self) {
+        static CYCLES: AtomicUsize = AtomicUsize::new(0);
+        let set = &pair_keys(self)[CYCLES.fetch_add(1, Ordering::Relaxed) % 2];
+        for &key in set {
             assert!(DualMap::insert(self, key, key).is_none());
             assert!(DualMap::remove(self, &key).is_some());
         }
