@@ -40,13 +40,15 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) table: Option<Table<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
-    /// About how many entries of the dirty map are tombstones of dirty-only keys: counted
-    /// when a remove locates a present dirty-only key (it deletes after unlocking; counted
-    /// twice if two removes race, or once for a compare-and-remove that deletes nothing), and
-    /// counted back when a store fills one under the lock. Never fewer than there are, since
-    /// every such tombstone is made by a counted remove. They are left out of the promotion
-    /// threshold: each cost a miss, so with them in, misses could never catch up with a dirty
-    /// map whose keys are inserted and removed (it would grow without bound).
+    /// At least how many entries of the dirty map are tombstones of dirty-only keys: counted
+    /// whenever a remove or compare-and-remove locates a dirty-only key (it deletes after
+    /// unlocking, so it is counted whatever the slot holds at the lookup: a store may refill
+    /// the slot before the delete), and counted back when a store refills one under the lock.
+    /// Every such tombstone is made by a counted delete, and every refill that counts one
+    /// back makes one live again, so this is never below the real number (it is above it
+    /// when a delete finds nothing to delete). They are left out of the promotion threshold:
+    /// each cost a miss, so with them in, misses could never catch up with a dirty map whose
+    /// keys are inserted and removed (it would grow without bound).
     pub(crate) tombstones: usize,
     /// The fewest misses that promote, however small the dirty map
     /// ([`Builder::min_promotion_misses`](crate::Builder::min_promotion_misses)).

@@ -275,8 +275,8 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Finds the entry of a key the snapshot `pinned` lacks, under the lock (Go's re-check),
-    /// counting a miss by `rule`, and a tombstone-to-be if the caller `deletes` a dirty-only
-    /// key's value (after unlocking; see `Dirty::tombstones`). Holds the snapshot current under
+    /// counting a miss by `rule`, and a tombstone if the caller `deletes` (after unlocking) a
+    /// dirty-only key's value, whatever the slot holds now (see `Dirty::tombstones`). Holds the snapshot current under
     /// the lock, which the caller keeps while it works on the entry so that the values it reads
     /// stay alive.
     fn locate_locked<Q>(
@@ -298,7 +298,7 @@ impl<K, V> RawMap<K, V> {
             let entry = match located {
                 Located::Read(entry) => Some(entry),
                 Located::Dirty(entry) => {
-                    if deletes && entry.load().is_some() {
+                    if deletes {
                         dirty.tombstones += 1;
                     }
                     Some(entry)

@@ -30,9 +30,11 @@ pub struct Stats {
     /// Entries in the dirty map, tombstones included; `None` when there is no dirty map.
     pub dirty_len: Option<usize>,
     /// Operations that missed the snapshot and took the lock since the last promotion, by
-    /// Go's rules plus one: an `insert` that stores into a key only the dirty map holds counts
-    /// too, so that such a key is not stranded behind the lock. Lookups the miss filter
-    /// answered are not counted.
+    /// Go's rules plus two: an `insert` that stores into a key only the dirty map holds counts
+    /// too, so that such a key is not stranded behind the lock; and an operation on a key
+    /// removed while only the dirty map held it counts, as it finds the key's tombstone there
+    /// (Go takes such a key out of the dirty map). Lookups the miss filter answered are not
+    /// counted.
     pub misses: usize,
     /// Times the dirty map became the read snapshot.
     pub promotions: u64,

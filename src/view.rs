@@ -17,7 +17,8 @@ use std::hash::{BuildHasher, Hash};
 ///
 /// **What it shows.** The keys are those of the pinned snapshots: taking a view promotes every
 /// pair whose dirty map holds keys its snapshot lacks (as [`iter`](DualMap::iter) does), so
-/// every key present when `view` is called is in it; a key inserted afterwards is not.
+/// every key present when `view` is called is in it; a key inserted afterwards is not, unless
+/// it is stored into a tombstone the pinned table holds (a key removed before, see below).
 /// Values are read live: [`get`](Self::get) and [`iter`](Self::iter) return a key's value as
 /// of that call, and a key removed since the view was taken reads as absent (if it is
 /// inserted again, it may or may not show again: it does when the store reuses its entry,

@@ -1139,7 +1139,7 @@ fn a_panicking_drop_freed_by_a_promoting_remove_or_compare_leaks_nothing() {
     start();
     type Promoting = (&'static str, fn(&Map), fn(&mut Model));
     let ops: &[Promoting] = &[
-        // dirty {1, 3}: the key is taken out of it first, then one miss promotes {1}
+        // dirty {1, 3}: key 3 becomes a tombstone there, and one miss promotes {1, 3}
         (
             "remove",
             |m| drop(m.remove(&Key::new(3))),

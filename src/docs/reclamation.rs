@@ -42,6 +42,8 @@
 //! The values are dropped on whichever thread releases the last pin, with no lock held.
 //! An entry holds its key's first value in place, so a key removed (or cleared) while it
 //! still holds that value is dropped with the value, when its epoch ends, rather than at once.
+//! A key removed while only the dirty map held it stays there as a tombstone, and is dropped
+//! once a rebuild has expunged it and the promotion after that has dropped the old snapshot.
 //!
 //! A freed value's memory goes to a small per-thread pool (at most 128 KiB per thread, handed
 //! back to the allocator when the thread exits) from which the thread's next writes allocate:
