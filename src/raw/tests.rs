@@ -15,7 +15,7 @@
 #[path = "../../tests/support/counted.rs"]
 mod counted;
 
-use crate::{DualMap, GetOrInsert, Stats};
+use crate::{Builder, DualMap, GetOrInsert, Stats};
 use crate::{MIN_PROMOTION_MISSES, RETIRED_PER_EPOCH};
 use counted::Counted;
 
@@ -26,14 +26,17 @@ use std::sync::Arc;
 
 type Map<K = u32, V = u32> = DualMap<K, V>;
 
+/// One read/dirty pair with a fixed hasher, so that every test takes the same path.
+fn one_pair() -> Builder {
+    DualMap::builder()
+        .pairs(1)
+        .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+}
+
 /// One read/dirty pair with Go's promotion rule: Go's `sync.Map`, so promotions
 /// count as in Go. (The default floor has its own tests at the end.)
 fn map<K, V>() -> Map<K, V> {
-    DualMap::builder()
-        .pairs(1)
-        .min_promotion_misses(0)
-        .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
-        .build()
+    one_pair().min_promotion_misses(0).build()
 }
 
 /// Makes the miss filter claim `key`, as a false positive would, so that lookups of it while
@@ -1486,10 +1489,7 @@ fn values_of_every_layout_live_in_place_then_in_nodes() {
 
 /// One read/dirty pair with the default floor.
 fn map_with_floor() -> Map {
-    DualMap::builder()
-        .pairs(1)
-        .hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
-        .build()
+    one_pair().build()
 }
 
 #[test]
