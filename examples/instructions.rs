@@ -205,29 +205,37 @@ impl Map for DualMap {
     /// and iterating promotes those maps, so every cycle rebuilds from the same entries (and
     /// expunges the one tombstone the cycle before left).
     fn rebuild(&self) {
-        static CYCLES: AtomicUsize = AtomicUsize::new(0);
-        let set = &pair_keys(self)[CYCLES.fetch_add(1, Ordering::Relaxed) % 2];
-        for &key in set {
-            assert!(DualMap::insert(self, key, key).is_none());
-            assert!(DualMap::remove(self, &key).is_some());
-        }
-        drop(self.iter());
+        dirty_cycle(self, false);
     }
     /// Iterating an amended map promotes its dirty map at once (one lock, no copy); the
     /// snapshot's load also registers the thread with arc-swap, so that no operation counts it.
     /// The values that overwrites and removes retired are freed as the next snapshot is
-    /// published, which would charge them to the next operation: a dirty-map cycle publishes
-    /// two and frees them here instead.
+    /// published, which would charge them to the next operation: a dirty-map cycle whose
+    /// removed values are handed to their epochs (by `stats`) before its promotion publishes
+    /// two snapshots and frees them all here instead.
     fn settle(&self) {
         drop(self.iter());
         pair_keys(self);
-        if self.stats().retired > 0 {
-            self.rebuild();
-        }
+        dirty_cycle(self, true);
         let stats = self.stats();
         assert_eq!(stats.dirty_len, None, "every key is promoted");
         assert_eq!(stats.retired, 0, "every displaced value is freed");
     }
+}
+
+/// One dirty-map cycle of `map` (see `rebuild`); `hand_over` also hands the batches of
+/// retired values to their epochs (with `stats`) before the promotion, which then frees them.
+fn dirty_cycle(map: &DualMap, hand_over: bool) {
+    static CYCLES: AtomicUsize = AtomicUsize::new(0);
+    let set = &pair_keys(map)[CYCLES.fetch_add(1, Ordering::Relaxed) % 2];
+    for &key in set {
+        assert!(DualMap::insert(map, key, key).is_none());
+        assert!(DualMap::remove(map, &key).is_some());
+    }
+    if hand_over {
+        map.stats();
+    }
+    drop(map.iter());
 }
 
 /// dualmap read through a `Reader` (a cached snapshot; its hits take no guard): reads only.

@@ -23,7 +23,6 @@
 //! anyway, so this costs nothing there.
 
 use crate::node_pool;
-use crate::reclaim::Link;
 use crate::sync::{exclusive_ptr, Arc, AtomicPtr};
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -31,15 +30,14 @@ use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
-/// A value written after the first: one heap node each. The link is written only by the thread
-/// that retires the node (see `reclaim`), never read by readers, and never overlaps `value`,
-/// so readers holding `&V` and the retiring thread do not race. `value` comes first
-/// (`repr(C)`), so a pointer to the node is a pointer to its value.
-#[repr(C)]
+/// A value written after the first: one heap node each, nothing but the value (a retired
+/// node is listed in a batch, not linked through itself, so retiring it never writes its
+/// memory; see `batches`). Aligned to at least 8 so that small values share the node pool's
+/// classes and no node is at `EXPUNGED`'s address; `repr(C)` keeps the value at the node's
+/// address, so a pointer to the node is a pointer to its value.
+#[repr(C, align(8))]
 pub(crate) struct ValueNode<V> {
     pub(crate) value: V,
-    /// The node's place on the retirement stack of an epoch.
-    pub(crate) link: Link,
 }
 
 impl<V> ValueNode<V> {
@@ -73,10 +71,7 @@ impl<V> OwnedValue<V> {
         let node = node_pool::allocate::<ValueNode<V>>();
         // SAFETY: fresh memory for one `ValueNode<V>`, owned by this thread.
         unsafe {
-            node.as_ptr().write(ValueNode {
-                value,
-                link: Link::default(),
-            });
+            node.as_ptr().write(ValueNode { value });
         }
         Self(node, PhantomData)
     }
@@ -190,9 +185,9 @@ pub(crate) struct Entry<K, V> {
 
 // SAFETY: through `&Entry` a thread can read `&K` and `&V` (needs `Sync`) and can swap a value
 // out of the slot and later drop it on this thread (needs `Send`); dropping the entry drops the
-// key and the current value on whichever thread drops last (needs `Send`). The marker of the
-// nodes it owns holds raw pointers (their retirement link), which would make `Entry` neither
-// `Send` nor `Sync`; these impls grant both under exactly those bounds.
+// key and the current value on whichever thread drops last (needs `Send`). The `UnsafeCell`
+// of `first` would make `Entry` never `Sync`, and the automatic `Send` would not ask for
+// `Sync` of what other threads read; these impls grant both under exactly those bounds.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Entry<K, V> {}
 // SAFETY: as above; `first` is written only at creation, before the entry is shared, and
 // dropped only by the last owner or by the epoch its displacement was retired to.

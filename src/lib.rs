@@ -88,6 +88,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod batches;
 mod builder;
 mod bulk;
 mod dirty;
@@ -113,6 +114,7 @@ mod table;
 mod value_ref;
 mod view;
 
+pub use batches::RETIRED_PER_BATCH;
 pub use builder::Builder;
 pub use dirty::MIN_PROMOTION_MISSES;
 pub use iter::{Iter, Keys, Pinned, Values};

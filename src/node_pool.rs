@@ -1,6 +1,5 @@
-//! A per-thread pool of freed value-node memory (and of the small records that retire an
-//! entry's first value), so that an overwrite's allocation is usually a pop from the writing
-//! thread's own list instead of a call into the global allocator.
+//! A per-thread pool of freed value-node memory, so that an overwrite's allocation is usually
+//! a pop from the writing thread's own list instead of a call into the global allocator.
 //!
 //! Why: every overwrite allocates one value node and, an epoch later, frees one. Epochs free
 //! their values in batches of up to [`RETIRED_PER_EPOCH`](crate::RETIRED_PER_EPOCH), far more
@@ -28,8 +27,8 @@ use std::ptr::{self, NonNull};
 const POOL_BYTES: usize = if cfg!(miri) { 0 } else { 128 * 1024 };
 
 /// Layouts of 8, 16, ... `8 * CLASSES` bytes aligned to 8 are pooled, one list each. A value
-/// node holds two pointer-sized fields besides its value, so this covers values up to 240
-/// bytes; larger or more strictly aligned nodes go straight to the allocator.
+/// node is its value aligned to 8, so this covers values up to 256 bytes; larger or more
+/// strictly aligned nodes go straight to the allocator.
 const CLASSES: usize = 32;
 const ALIGN: usize = 8;
 
@@ -101,17 +100,31 @@ thread_local! {
     };
 }
 
+/// The layout a `T` is allocated with: its own, or, for a zero-sized `T` (a node of a
+/// zero-sized value), one alignment's worth of bytes, so that every node has an address of
+/// its own.
+const fn layout_of<T>() -> Layout {
+    let layout = Layout::new::<T>();
+    if layout.size() == 0 {
+        match Layout::from_size_align(layout.align(), layout.align()) {
+            Ok(padded) => padded,
+            Err(_) => panic!("an alignment is a valid size"),
+        }
+    } else {
+        layout
+    }
+}
+
 /// Uninitialised memory for one `T`: pooled memory of this thread if it has some.
 pub(crate) fn allocate<T>() -> NonNull<T> {
-    const { assert!(size_of::<T>() > 0, "pooled records are never zero-sized") };
-    let layout = Layout::new::<T>();
+    let layout = const { layout_of::<T>() };
     let pooled = class_of(layout).and_then(|class| {
         POOL.try_with(|pool| pool.take(class, layout.size()))
             .ok()
             .flatten()
     });
     let block = pooled.or_else(|| {
-        // SAFETY: the layout is not zero-sized (asserted above at compile time).
+        // SAFETY: `layout_of` is never zero-sized.
         NonNull::new(unsafe { alloc(layout) })
     });
     match block {
@@ -126,7 +139,7 @@ pub(crate) fn allocate<T>() -> NonNull<T> {
 /// # Safety
 /// `block` came from `allocate::<T>()`, is not used afterwards, and holds no live `T`.
 pub(crate) unsafe fn release<T>(block: NonNull<T>) {
-    let layout = Layout::new::<T>();
+    let layout = const { layout_of::<T>() };
     let pooled = class_of(layout).is_some_and(|class| {
         POOL.try_with(|pool| pool.give(class, layout.size(), block.cast()))
             .unwrap_or(false)

@@ -52,11 +52,13 @@ impl Default for Settings {
 /// `available_parallelism` makes system calls and reads cgroup files on Linux, which every
 /// map construction would otherwise repeat.
 pub(crate) fn default_count() -> usize {
-    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *COUNT.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-        (cores * 4).next_power_of_two().min(MAX_PAIRS)
-    })
+    (cores() * 4).next_power_of_two().min(MAX_PAIRS)
+}
+
+/// The available parallelism, computed once per process (see [`default_count`]).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()))
 }
 
 /// The index of the pair that holds `hash`'s keys, for a map of `mask + 1` pairs.

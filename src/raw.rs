@@ -6,6 +6,7 @@
 //! expunged entry). Locked sections never run user code other than `Eq` on keys, and they
 //! mutate only after the last such call, so a panic there leaves every invariant intact.
 
+use crate::batches::{self, Batches};
 use crate::dirty::{Dirty, Garbage, Located};
 use crate::entry::{Entry, LoadedOrStored, OwnedValue, Updated};
 use crate::filter::{MissFilter, MIN_KEYS};
@@ -22,6 +23,8 @@ use std::ptr::NonNull;
 pub(crate) struct RawMap<K, V> {
     read: SnapshotCell<Snapshot<K, V>>,
     dirty: Mutex<Dirty<K, V>>,
+    /// Displaced values not yet handed to an epoch; emptied into the last one by `drop`.
+    batches: Batches<K, V>,
 }
 
 /// What an operation holds while it works on an entry. It is dropped only once the
@@ -95,6 +98,7 @@ impl<K, V> RawMap<K, V> {
         Self {
             read: SnapshotCell::new(Arc::new(Snapshot::initial(capacity))),
             dirty: Mutex::new(Dirty::new(min_promotion_misses)),
+            batches: Batches::new(batches::default_stripes()),
         }
     }
 
@@ -134,14 +138,11 @@ impl<K, V> RawMap<K, V> {
             return;
         };
         let live = self.read.load().live.clone();
-        garbage.snapshot = Some(publish(
-            &self.read,
-            Publication {
-                table: Arc::new(table),
-                filter: None,
-                live,
-            },
-        ));
+        garbage.snapshot = Some(self.publish(Publication {
+            table: Arc::new(table),
+            filter: None,
+            live,
+        }));
         dirty.misses = 0;
         dirty.promotions += 1;
     }
@@ -170,54 +171,85 @@ impl<K, V> RawMap<K, V> {
         self.locked(|dirty, garbage| {
             let current = self.read.load();
             if Arc::ptr_eq(&current.epoch, full) {
-                garbage.snapshot = Some(publish(&self.read, Publication::same_as(&current)));
-                dirty.rotations += 1;
+                self.rotate_locked(&current, dirty, garbage);
             }
         });
     }
 
-    /// Retires a displaced value to the epoch of a snapshot that is current *after* the
-    /// displacement, and returns a `Ref` to it that pins that epoch. `pinned` is a guard the
-    /// operation holds (loaded before displacing, or after): while its snapshot is still
-    /// current, its epoch is the one, and no second guard is loaded (DESIGN.md,
-    /// "Reclamation": one guard per write).
+    /// Publishes a fresh snapshot around the table of `current`, the current snapshot.
+    fn rotate_locked(
+        &self,
+        current: &Snapshot<K, V>,
+        dirty: &mut Dirty<K, V>,
+        garbage: &mut Garbage<K, V>,
+    ) {
+        garbage.snapshot = Some(self.publish(Publication::same_as(current)));
+        dirty.rotations += 1;
+    }
+
+    /// Retires a displaced value (see `retire_to_current`) and returns a `Ref` to it that pins
+    /// `pinned`, the guard the operation loaded before displacing it: whoever hands the value
+    /// to an epoch does so after the displacement, to an epoch current then, so at or after
+    /// `pinned`'s, which the `Ref` keeps alive through the chain of successors. (Not a snapshot
+    /// loaded after the displacement: another thread may already have handed the value over,
+    /// to an older epoch than that one.)
     #[inline(always)]
     fn retire(&self, value: Retiring<K, V>, pinned: SnapshotGuard<Snapshot<K, V>>) -> Ref<K, V> {
         let displaced = value.value();
-        match self.retire_to_current(value, &pinned) {
-            None => Held::pinned(pinned).into_ref(displaced),
-            Some(current) => {
-                let retired = Held::pinned(current).into_ref(displaced);
-                // Only now: dropping a superseded snapshot may free values, which runs user
-                // `Drop`s.
-                drop(pinned);
-                retired
-            }
-        }
+        let current = self.retire_to_current(value, &pinned);
+        let retired = Held::pinned(pinned).into_ref(displaced);
+        // Only now: dropping a superseded snapshot may free values, which runs user `Drop`s.
+        drop(current);
+        retired
     }
 
-    /// Retires a displaced value to the epoch of `pinned` if that snapshot is still current
-    /// (no second guard), else to that of a snapshot loaded now, which it returns: a `Ref` to
-    /// the displaced value must pin the epoch it went to.
+    /// Retires a displaced value: puts it in this thread's batch, then finds the current
+    /// snapshot, `pinned` if it still is (no second guard), else one loaded now, which it
+    /// returns for the caller to drop once its result is a local; if that filled the batch,
+    /// hands the batch to that snapshot's epoch. The check
+    /// comes *after* the push, so it is also after the displacement of every value in the
+    /// batch, which other threads sharing the stripe may have pushed since this operation
+    /// pinned (DESIGN.md, "Retirement batches").
     #[inline(always)]
     fn retire_to_current(
         &self,
         value: Retiring<K, V>,
         pinned: &Snapshot<K, V>,
     ) -> Option<SnapshotGuard<Snapshot<K, V>>> {
+        let full = self.batches.add(value.record);
         let current = if pinned.is_current() {
             None
         } else {
             Some(self.read.load())
         };
-        let epoch = match &current {
-            Some(current) => &current.epoch,
-            None => &pinned.epoch,
-        };
-        if epoch.retire(value) {
-            self.rotate(epoch);
+        if let Some(full) = full {
+            let epoch = match &current {
+                Some(current) => &current.epoch,
+                None => &pinned.epoch,
+            };
+            if epoch.receive(full) {
+                self.rotate(epoch);
+            }
         }
         current
+    }
+
+    /// Hands every thread's batch to `epoch`, whose snapshot is the current one until after
+    /// the batches are taken (the caller holds the mutex, or `&mut self`); true if that filled
+    /// the epoch.
+    fn hand_over_all(&self, epoch: &Epoch<K, V>) -> bool {
+        self.batches
+            .take_all()
+            .fold(false, |filled, batch| epoch.receive(batch) | filled)
+    }
+
+    /// Publishes a new snapshot (only under the mutex), after handing every thread's batch to
+    /// the current epoch, so that what was retired before a publication is freed once the
+    /// snapshots before it are released, as if it had been handed over at once. Returns the
+    /// replaced snapshot, to drop after unlocking.
+    fn publish(&self, next: Publication<K, V>) -> Arc<Snapshot<K, V>> {
+        self.hand_over_all(&self.read.load().epoch);
+        publish(&self.read, next)
     }
 
     /// A `Ref` to the value an update stored, after retiring the one it displaced; if it
@@ -520,14 +552,11 @@ impl<K, V> RawMap<K, V> {
             garbage.snapshot.is_none(),
             "one publication per locked section"
         );
-        garbage.snapshot = Some(publish(
-            &self.read,
-            Publication {
-                table: snapshot.table.clone(),
-                filter: Some(Arc::new(filter)),
-                live: snapshot.live.clone(),
-            },
-        ));
+        garbage.snapshot = Some(self.publish(Publication {
+            table: snapshot.table.clone(),
+            filter: Some(Arc::new(filter)),
+            live: snapshot.live.clone(),
+        }));
     }
 
     /// Go's `LoadOrStore`: `Ok` with the stored value, or `Err` with the present value and the
@@ -812,14 +841,11 @@ impl<K, V> RawMap<K, V> {
         self.locked(|dirty, garbage| {
             self.read.load().live.clear();
             garbage.table = dirty.take_table();
-            garbage.snapshot = Some(publish(
-                &self.read,
-                Publication {
-                    table: Arc::new(Table::with_capacity(0)),
-                    filter: None,
-                    live: Arc::new(LiveKeys::default()),
-                },
-            ));
+            garbage.snapshot = Some(self.publish(Publication {
+                table: Arc::new(Table::with_capacity(0)),
+                filter: None,
+                live: Arc::new(LiveKeys::default()),
+            }));
             dirty.misses = 0;
         });
     }
@@ -847,14 +873,11 @@ impl<K, V> RawMap<K, V> {
         debug_assert!(self.is_vacant() && self.dirty.get_mut().table.is_none());
         let current = self.read.load();
         current.live.add(table.len());
-        let replaced = publish(
-            &self.read,
-            Publication {
-                table: Arc::new(table),
-                filter: None,
-                live: current.live.clone(),
-            },
-        );
+        let replaced = self.publish(Publication {
+            table: Arc::new(table),
+            filter: None,
+            live: current.live.clone(),
+        });
         drop(current);
         drop(replaced);
     }
@@ -873,7 +896,16 @@ impl<K, V> RawMap<K, V> {
         self.read.load().live.get()
     }
 
+    /// The pair's statistics, after handing every thread's batch to the current epoch (and
+    /// rotating if that filled it, in a locked section of its own, so that what the rotation
+    /// frees is freed before the count is read).
     pub(crate) fn stats(&self) -> Stats {
+        self.locked(|dirty, garbage| {
+            let current = self.read.load();
+            if self.hand_over_all(&current.epoch) {
+                self.rotate_locked(&current, dirty, garbage);
+            }
+        });
         self.locked(|dirty, _| {
             let snapshot = self.read.load();
             Stats {
@@ -889,6 +921,14 @@ impl<K, V> RawMap<K, V> {
                 pairs: 1,
             }
         })
+    }
+}
+
+impl<K, V> Drop for RawMap<K, V> {
+    /// Hands every batch to the last epoch, which lives on while a `Ref` or an iterator pins
+    /// an epoch before it and is freed with the snapshot otherwise.
+    fn drop(&mut self) {
+        self.hand_over_all(&self.read.load().epoch);
     }
 }
 

@@ -42,7 +42,9 @@ pub struct Stats {
     pub dirty_rebuilds: u64,
     /// Snapshots republished only to let retired values drain.
     pub rotations: u64,
-    /// Values displaced by stores and removes that wait for readers to move on.
+    /// Values displaced by stores and removes that wait for readers to move on. `stats`
+    /// first hands every thread's retirement batch to its epoch
+    /// ([`RETIRED_PER_BATCH`](crate::RETIRED_PER_BATCH)), so these are counted too.
     pub retired: usize,
     /// Independent read/dirty pairs the map's keys are split over (see
     /// [`Builder::pairs`](crate::Builder::pairs)); every other field is the sum over them

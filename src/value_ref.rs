@@ -34,8 +34,8 @@ pub struct Ref<K, V> {
     pub(crate) value: NonNull<V>,
     /// Keeps alive an entry that was found in the dirty map, which no snapshot reaches.
     pub(crate) _entry: Option<Arc<Entry<K, V>>>,
-    /// Keeps the value alive: either it is reachable from this snapshot, or it was retired to
-    /// this snapshot's epoch or a later one.
+    /// Keeps the value alive: either it is reachable from this snapshot, or it was displaced
+    /// after this snapshot was loaded, and so goes to this snapshot's epoch or a later one.
     pub(crate) _snapshot: SnapshotGuard<Snapshot<K, V>>,
 }
 

@@ -1189,6 +1189,98 @@ fn reclamation_rotation_vs_reader() {
     });
 }
 
+/// Retirement batches: two writers share one batch (loom has one stripe, and
+/// `RETIRED_PER_BATCH` is 2). Writer A overwrites key 1 and reads the displaced value through
+/// the `Ref` it gets back; writer B overwrites key 2, which fills the batch and hands both
+/// displaced values to the epoch current then, and inserts key 3 (a dirty rebuild: a new
+/// snapshot). When B hands A's value over before A checks whether its own snapshot is still
+/// current, the value goes to the older epoch: A's `Ref` must pin the snapshot A loaded
+/// before displacing the value, not one loaded after (which does not keep that epoch).
+#[test]
+fn reclamation_batch_handed_over_by_another_writer() {
+    check("reclamation_batch_handed_over_by_another_writer", 3, || {
+        let (tracker, map) = keys_1_and_2_promoted();
+        let first = tracked(&tracker);
+        let second = tracked(&tracker);
+        let new_key = tracked(&tracker);
+
+        let a = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                let previous = map.insert(1, first).expect("key 1 was present");
+                hold_and_check(&tracker, &previous);
+                assert_eq!(read_id(&previous), 0);
+            })
+        };
+        let b = {
+            let map = map.clone();
+            thread::spawn(move || {
+                drop(map.insert(2, second).expect("key 2 was present"));
+                assert!(map.insert(3, new_key).is_none());
+            })
+        };
+        join_and_finish([a, b], map, &tracker);
+    });
+}
+
+/// Retirement batches, the other order: the thread that fills a batch must find the current
+/// snapshot *after* taking the batch. Writer A overwrites key 1; writer B inserts key 3 (a
+/// dirty rebuild: a new snapshot) and then overwrites key 2, whose old value a reader holds
+/// from the new snapshot. If A chose its epoch before pushing its record, and B pushed in
+/// between, A would hand B's value to the epoch before the reader's, which nothing keeps.
+#[test]
+fn reclamation_batch_filled_after_a_publication() {
+    check("reclamation_batch_filled_after_a_publication", 3, || {
+        let (tracker, map) = keys_1_and_2_promoted();
+        let first = tracked(&tracker);
+        let new_key = tracked(&tracker);
+        let second = tracked(&tracker);
+
+        let a = {
+            let map = map.clone();
+            thread::spawn(move || drop(map.insert(1, first).expect("key 1 was present")))
+        };
+        let b = {
+            let map = map.clone();
+            thread::spawn(move || {
+                assert!(map.insert(3, new_key).is_none());
+                drop(map.insert(2, second).expect("key 2 was present"));
+            })
+        };
+        let reader = {
+            let (map, tracker) = (map.clone(), tracker.clone());
+            thread::spawn(move || {
+                let value = map.get(&2).expect("key 2 is never removed");
+                hold_and_check(&tracker, &value);
+            })
+        };
+        join_and_finish([a, b, reader], map, &tracker);
+    });
+}
+
+/// Keys 1 and 2 (values 0 and 1) in the read snapshot, and the retirement batch empty.
+fn keys_1_and_2_promoted() -> (Arc<Tracker>, Arc<Map<Tracked>>) {
+    let tracker = Arc::new(Tracker::default());
+    let map = Arc::new(new_map::<Tracked>());
+    map.insert(1, tracked(&tracker)); // id 0
+    map.insert(2, tracked(&tracker)); // id 1
+    promote(&map);
+    assert_eq!(map.stats().retired, 0, "the batch starts empty");
+    (tracker, map)
+}
+
+/// Joins a model's threads, then drops the map and checks every value was dropped once.
+fn join_and_finish<const N: usize>(
+    threads: [thread::JoinHandle<()>; N],
+    map: Arc<Map<Tracked>>,
+    tracker: &Tracker,
+) {
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    finish(map, tracker);
+}
+
 /// A `Reader` hands out plain `&V`s that live until its next call, pinned only by its cached
 /// snapshot or, for a key found under the lock, by the `Ref` it keeps. The reader reads key
 /// 1 (a snapshot key), key 2 (dirty-only if present: found under the lock) and key 1 again,

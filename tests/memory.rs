@@ -36,6 +36,21 @@
 //! retired ≤ P·R + 2H + 4T                                                             (2')
 //! ```
 //!
+//! Displaced values do not reach an epoch at once: each waits in its thread's retirement
+//! batch (fewer than `B = RETIRED_PER_BATCH`, one batch per stripe, `S` stripes per pair) until
+//! the batch is handed over, whole, to the epoch current then (DESIGN.md, "Retirement
+//! batches"). So the epochs from `E_m` on may also hold what sat in batches when the pin was
+//! taken (at most `P·S·B`, plus a full batch on its way in each writer's operation, `T·B`),
+//! and `E_m` itself may pass `R` by one hand-over before it rotates: a batch, or all of a
+//! pair's stripes at once when a publication or `stats` hands them over (`S·B` per pair), plus
+//! the writers' batches on their way (`T·B`):
+//!
+//! ```text
+//! retired ≤ P·R + 2H + 4T + 2·(P·S + T)·B                                             (2'')
+//! ```
+//!
+//! `stats` hands every batch over before it counts, so `retired` includes them.
+//!
 //! So garbage is bounded by how long pins live, measured in other threads' writes. With no
 //! handle held, `H` is what the other threads write during one operation: small on an idle
 //! machine, but a thread preempted in the middle of an operation pins for its whole time off
@@ -67,7 +82,7 @@
 #[path = "support/tracked.rs"]
 mod tracked;
 
-use dualmap::{DualMap, GetOrInsert, RETIRED_PER_EPOCH};
+use dualmap::{DualMap, GetOrInsert, RETIRED_PER_BATCH, RETIRED_PER_EPOCH};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::thread;
@@ -76,6 +91,7 @@ use tracked::{Key, Rng, Tracker, Val};
 type Map<'t> = DualMap<Key<'t>, Val<'t>>;
 
 const R: usize = RETIRED_PER_EPOCH;
+const B: usize = RETIRED_PER_BATCH;
 
 const fn size(native: usize, miri: usize) -> usize {
     if cfg!(miri) {
@@ -235,10 +251,18 @@ const SLOTS: usize = MONITOR + 1;
 /// counts a value off `retired` just before dropping it).
 const FREERS: usize = SLOTS - WRITERS;
 
-/// The bound (2') for a map of `pairs` read/dirty pairs, `writers` writing threads and pins
+/// The bound (2'') for a map of `pairs` read/dirty pairs, `writers` writing threads and pins
 /// held for `hold` tickets.
 fn bound(pairs: usize, hold: usize, writers: usize) -> usize {
-    pairs * R + 2 * hold + 4 * writers
+    pairs * R + 2 * hold + 4 * writers + 2 * (pairs * stripes() + writers) * B
+}
+
+/// Retirement-batch stripes per pair, as `RETIRED_PER_BATCH` documents them.
+fn stripes() -> usize {
+    thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .next_power_of_two()
+        .min(64)
 }
 
 #[derive(Default)]

@@ -1257,13 +1257,16 @@ fn a_panicking_drop_freed_after_the_result_is_made_leaks_nothing() {
 fn a_panicking_drop_of_an_epoch_filled_by_a_rotating_insert_frees_the_rest() {
     start();
     let (map, mut model, _) = setup(&[1], &[]);
-    let mut retired = overwrite(&map, &mut model, 1, RETIRED_PER_EPOCH - 1);
     let before = map.stats();
-    assert_eq!(before.retired, RETIRED_PER_EPOCH - 1);
+    assert_eq!(before.retired, 0);
+    // The epoch receives full batches only (`stats` would hand the last one over early): all
+    // but the last `RETIRED_PER_BATCH - 1` of these, which wait in this thread's batch.
+    let mut retired = overwrite(&map, &mut model, 1, RETIRED_PER_EPOCH - 1);
     retired.push(map.get(&Key::new(1)).unwrap().id());
-    // The insert that fills the epoch rotates. Its own guard keeps the replaced snapshot alive
-    // through the rotation (in a single thread, the rotation's garbage is never the last
-    // holder) and into the `Ref` it returns, so dropping that frees the full epoch.
+    // The insert that fills the batch hands it over, which fills the epoch: it rotates. Its
+    // own guard keeps the replaced snapshot alive through the rotation (in a single thread,
+    // the rotation's garbage is never the last holder) and into the `Ref` it returns, so
+    // dropping that frees the full epoch.
     expect_trap(Site::Drop(retired[7]), 1, || {
         drop(map.insert(Key::new(1), Val::new(7)))
     });

@@ -3,7 +3,7 @@
 //! | operation | key in the read snapshot | key only in the dirty map | new key |
 //! |---|---|---|---|
 //! | `get`, `contains_key` | no lock, no shared write | mutex, counts a miss | no lock unless the miss filter has seen the key (then as a dirty key) |
-//! | `insert` | one CAS, plus retiring the old value | mutex | mutex; the first new key of a pair after its promotion rebuilds that pair's dirty map (O(n / pairs)) |
+//! | `insert` | one CAS, plus retiring the old value (a push onto the thread's batch; one shared write per [`RETIRED_PER_BATCH`](crate::RETIRED_PER_BATCH) writes) | mutex | mutex; the first new key of a pair after its promotion rebuilds that pair's dirty map (O(n / pairs)) |
 //! | `get_or_insert` | one CAS or none | mutex, counts a miss | mutex |
 //! | `remove` | one CAS | mutex, counts a miss | as `get` |
 //! | `compare_and_swap` | one CAS | mutex, counts a miss | as `get` |

@@ -2,10 +2,15 @@
 //!
 //! A store, remove or compare-and-swap that displaces a value cannot free it at once: another
 //! thread may be reading it. Every published read snapshot is a reclamation *epoch*. A
-//! displaced value is *retired* to the epoch of the snapshot that is current right after the
-//! displacement, and freed when that epoch is dropped. An epoch is dropped when its snapshot
-//! is no longer published or pinned **and** every older epoch is dropped, because each epoch
-//! keeps its successor alive.
+//! displaced value is *retired*: it waits in the writing thread's batch, which is handed,
+//! whole, to the epoch of the snapshot that is current then (once it holds
+//! [`RETIRED_PER_BATCH`](crate::RETIRED_PER_BATCH) values, at the next publication of a
+//! snapshot, at [`DualMap::stats`](crate::DualMap::stats), or when the map is dropped), and
+//! freed when that epoch is dropped. An epoch is dropped when its snapshot is no longer
+//! published or pinned **and** every older epoch is dropped, because each epoch keeps its
+//! successor alive. A batch saves every write the shared writes of handing its value over
+//! alone; the price is that up to `RETIRED_PER_BATCH - 1` values per stripe (one stripe per
+//! core) and per read/dirty pair are freed later than they would be.
 //!
 //! So a handle ([`Ref`](crate::Ref), an iterator or one of its items, a
 //! [`View`](crate::View), a [`Reader`](crate::Reader) between calls) pins the snapshot it
