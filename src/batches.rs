@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 /// read them any more.
 ///
 /// Each read/dirty pair keeps one batch per *stripe*: as many stripes as the machine has
-/// cores (`available_parallelism`), rounded up to a power of two, at most 64; a thread uses
+/// cores (`available_parallelism`), rounded up to a power of two, at most 8; a thread uses
 /// the stripe of the smallest number no other running thread holds. So between calls up to
 /// `stripes × (RETIRED_PER_BATCH - 1)` displaced values per pair wait in batches, freed later
 /// than they would be at once: when the batch fills, at the pair's next publication of a
@@ -138,8 +138,13 @@ impl<K, V> Batches<K, V> {
     }
 }
 
+/// The most stripes a pair gets. Each is a cache line per pair, and a map has four pairs per
+/// core: uncapped, a 64-core machine would give every map a megabyte of stripes. Threads that
+/// share a stripe contend only when they retire into the same pair at the same moment.
+const MAX_STRIPES: usize = 8;
+
 /// How many stripes a pair gets: the machine's parallelism rounded up to a power of two, at
-/// most 64, so that threads running at once rarely share one.
+/// most [`MAX_STRIPES`], so that threads running at once rarely share one.
 pub(crate) fn default_stripes() -> usize {
-    crate::pairs::cores().next_power_of_two().min(64)
+    crate::pairs::cores().next_power_of_two().min(MAX_STRIPES)
 }

@@ -262,7 +262,7 @@ fn stripes() -> usize {
     thread::available_parallelism()
         .map_or(1, |cores| cores.get())
         .next_power_of_two()
-        .min(64)
+        .min(8)
 }
 
 #[derive(Default)]
