@@ -206,10 +206,9 @@ impl<K, V> RawMap<K, V> {
     /// Retires a displaced value: puts it in this thread's batch, then finds the current
     /// snapshot, `pinned` if it still is (no second guard), else one loaded now, which it
     /// returns for the caller to drop once its result is a local; if that filled the batch,
-    /// hands the batch to that snapshot's epoch. The check
-    /// comes *after* the push, so it is also after the displacement of every value in the
-    /// batch, which other threads sharing the stripe may have pushed since this operation
-    /// pinned (DESIGN.md, "Retirement batches").
+    /// hands the batch to that snapshot's epoch. The check comes *after* the push, so it is
+    /// also after the displacement of every value in the batch, which other threads sharing
+    /// the stripe may have pushed since this operation pinned (DESIGN.md, "Reclamation").
     #[inline(always)]
     fn retire_to_current(
         &self,
