@@ -104,13 +104,10 @@ fn thread_number() -> usize {
 }
 
 impl<K, V> Batches<K, V> {
-    /// Batches for `stripes` stripes (a power of two), all empty. Under loom one stripe, so
-    /// that every model runs the same way whatever its threads' numbers are.
-    pub(crate) fn new(stripes: usize) -> Self {
-        let stripes = if cfg!(dualmap_loom) { 1 } else { stripes };
-        assert!(stripes.is_power_of_two(), "stripes come in powers of two");
+    /// Empty batches, [`stripe_count`] of them.
+    pub(crate) fn new() -> Self {
         Self {
-            stripes: (0..stripes)
+            stripes: (0..stripe_count())
                 .map(|_| Stripe(Mutex::new(Vec::new())))
                 .collect(),
         }
@@ -144,7 +141,12 @@ impl<K, V> Batches<K, V> {
 const MAX_STRIPES: usize = 8;
 
 /// How many stripes a pair gets: the machine's parallelism rounded up to a power of two, at
-/// most [`MAX_STRIPES`], so that threads running at once rarely share one.
-pub(crate) fn default_stripes() -> usize {
-    crate::pairs::cores().next_power_of_two().min(MAX_STRIPES)
+/// most [`MAX_STRIPES`], so that threads running at once rarely share one. Under loom one, so
+/// that every model runs the same way whatever its threads' numbers are.
+fn stripe_count() -> usize {
+    if cfg!(dualmap_loom) {
+        1
+    } else {
+        crate::pairs::cores().next_power_of_two().min(MAX_STRIPES)
+    }
 }

@@ -6,7 +6,7 @@
 //! expunged entry). Locked sections never run user code other than `Eq` on keys, and they
 //! mutate only after the last such call, so a panic there leaves every invariant intact.
 
-use crate::batches::{self, Batches};
+use crate::batches::Batches;
 use crate::dirty::{Dirty, Garbage, Located};
 use crate::entry::{Entry, LoadedOrStored, OwnedValue, Updated};
 use crate::filter::{MissFilter, MIN_KEYS};
@@ -98,7 +98,7 @@ impl<K, V> RawMap<K, V> {
         Self {
             read: SnapshotCell::new(Arc::new(Snapshot::initial(capacity))),
             dirty: Mutex::new(Dirty::new(min_promotion_misses)),
-            batches: Batches::new(batches::default_stripes()),
+            batches: Batches::new(),
         }
     }
 
