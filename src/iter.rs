@@ -3,7 +3,7 @@
 //! The iterator owns one `Arc` of the snapshot it walks and shares it with the items it yields
 //! through an `Rc`, so an item costs two non-atomic increments and no shared write.
 
-use crate::entry::{value_of, Entry};
+use crate::entry::Entry;
 use crate::pairs::Pairs;
 use crate::raw::RawMap;
 use crate::snapshot::Snapshot;
@@ -18,6 +18,12 @@ use std::rc::Rc;
 trait KeepsAlive {}
 impl<T> KeepsAlive for T {}
 
+/// The pin an iteration's items share: a thin pointer (the type-erased box behind it is
+/// allocated once per pair), so that an item is two words and moves through registers. With
+/// a fat `Rc<dyn KeepsAlive>` an item was three, and copying it through the stack stalled on
+/// store forwarding: 20 -> 8 ns a key over a map of 1,024 `u64` keys (Intel Xeon, one thread).
+type SharedPin<'a> = Rc<Box<dyn KeepsAlive + 'a>>;
+
 /// A key or value yielded by [`Iter`], [`Keys`] or [`Values`]; dereferences to it. Like
 /// [`Ref`](crate::Ref) it holds no lock and pins the snapshot being iterated.
 ///
@@ -29,7 +35,7 @@ impl<T> KeepsAlive for T {}
 /// ```
 pub struct Pinned<'a, T> {
     ptr: NonNull<T>,
-    _pin: Rc<dyn KeepsAlive + 'a>,
+    _pin: SharedPin<'a>,
 }
 
 impl<T> Deref for Pinned<'_, T> {
@@ -79,27 +85,9 @@ pub struct Iter<'a, K, V> {
 struct PairIter<'a, K, V> {
     /// Borrows the table inside the pinned snapshot; declared first so it is dropped first.
     entries: hashbrown::hash_table::Iter<'a, Arc<Entry<K, V>>>,
-    /// The snapshot: owned until the first item is yielded, then shared with the items
-    /// through an `Rc`. Allocating the `Rc` lazily keeps iteration of an empty map
-    /// allocation-free (golang/go#62404).
-    pin: Pin<'a, K, V>,
-}
-
-enum Pin<'a, K, V> {
-    Owned(Arc<Snapshot<K, V>>),
-    Shared(Rc<dyn KeepsAlive + 'a>),
-}
-
-impl<'a, K: 'a, V: 'a> Pin<'a, K, V> {
-    fn share(&mut self) -> Rc<dyn KeepsAlive + 'a> {
-        if let Pin::Owned(snapshot) = self {
-            *self = Pin::Shared(Rc::new(snapshot.clone()));
-        }
-        match self {
-            Pin::Shared(shared) => shared.clone(),
-            Pin::Owned(_) => unreachable!("just shared"),
-        }
-    }
+    /// The snapshot, shared with the items. A pair whose table is empty gets no walk, so
+    /// iterating an empty map allocates nothing (golang/go#62404).
+    pin: SharedPin<'a>,
 }
 
 impl<'a, K: 'a, V: 'a> Iter<'a, K, V> {
@@ -113,56 +101,71 @@ impl<'a, K: 'a, V: 'a> Iter<'a, K, V> {
             rest: pairs.iter(),
         }
     }
+
+    /// The first item of the next pair that has one.
+    #[inline(never)]
+    fn next_pair(&mut self) -> Option<(Pinned<'a, K>, Pinned<'a, V>)> {
+        loop {
+            // The walk of the previous pair is dropped before the next pair is pinned.
+            self.current = None;
+            self.current = PairIter::new(self.rest.next()?.pin_for_iteration());
+            if let Some(item) = self.current.as_mut().and_then(PairIter::next) {
+                return Some(item);
+            }
+        }
+    }
 }
 
 impl<'a, K: 'a, V: 'a> PairIter<'a, K, V> {
-    fn new(snapshot: Arc<Snapshot<K, V>>) -> Self {
+    /// The walk of `snapshot`'s table, or `None` if it has no entry.
+    fn new(snapshot: Arc<Snapshot<K, V>>) -> Option<Self> {
+        if snapshot.table.is_empty() {
+            return None;
+        }
         let table: *const _ = &*snapshot.table;
         // SAFETY: the table lives inside `snapshot`, which is immutable once published and
         // which this iterator keeps alive (and drops after `entries`). `'a` is the borrow of
         // the map, which outlives K and V; no reference with the extended lifetime escapes:
         // items carry their own pin.
         let entries = unsafe { &*table }.iter();
-        Self {
+        Some(Self {
             entries,
-            pin: Pin::Owned(snapshot),
-        }
+            pin: Rc::new(Box::new(snapshot)),
+        })
     }
 }
 
 impl<'a, K: 'a, V: 'a> Iterator for Iter<'a, K, V> {
     type Item = (Pinned<'a, K>, Pinned<'a, V>);
 
+    // The walk of the current pair is inlined into the caller's loop, and moving on to the
+    // next pair is out of line: inlined, an item is built in registers rather than returned
+    // through memory (94 -> 64 instructions a key over a map of 1,024 `u64` keys; 55 with
+    // the thin `SharedPin`).
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(item) = self.current.as_mut().and_then(PairIter::next) {
-                return Some(item);
-            }
-            // The walk of the previous pair is dropped before the next pair is pinned.
-            self.current = None;
-            self.current = Some(PairIter::new(self.rest.next()?.pin_for_iteration()));
+        if let Some(item) = self.current.as_mut().and_then(PairIter::next) {
+            return Some(item);
         }
+        self.next_pair()
     }
 }
 
 impl<'a, K: 'a, V: 'a> PairIter<'a, K, V> {
+    #[inline]
     fn next(&mut self) -> Option<(Pinned<'a, K>, Pinned<'a, V>)> {
         let (entry, node) = self
             .entries
             .by_ref()
             .find_map(|entry| Some((entry, entry.load()?)))?;
-        let pin = self.pin.share();
-        // SAFETY: the node was loaded after the snapshot was pinned; the pin keeps it alive.
-        let value = NonNull::from(unsafe { value_of(node) });
-        let key = Pinned {
-            ptr: NonNull::from(&entry.key),
-            _pin: pin.clone(),
-        };
         Some((
-            key,
             Pinned {
-                ptr: value,
-                _pin: pin,
+                ptr: NonNull::from(&entry.key),
+                _pin: self.pin.clone(),
+            },
+            Pinned {
+                ptr: node,
+                _pin: self.pin.clone(),
             },
         ))
     }

@@ -28,26 +28,32 @@ impl Default for LiveKeys {
 impl LiveKeys {
     /// Marks the generation as ended by a `clear`. Only under the map mutex, before the next
     /// generation is published.
+    #[inline]
     pub(crate) fn clear(&self) {
         self.cleared.set();
     }
 
     /// True once a `clear` ended this generation: its keys are absent, whatever their entries
     /// still hold.
+    #[inline]
     pub(crate) fn is_cleared(&self) -> bool {
         self.cleared.is_set()
     }
 
+    #[inline]
     pub(crate) fn added(&self) {
         self.add(1);
     }
+    #[inline]
     pub(crate) fn add(&self, keys: usize) {
         self.count.fetch_add(keys as isize, Relaxed);
     }
+    #[inline]
     pub(crate) fn removed(&self) {
         self.count.fetch_sub(1, Relaxed);
     }
     /// Clamped at zero: a remove may be counted before the insert it follows.
+    #[inline]
     pub(crate) fn get(&self) -> usize {
         usize::try_from(self.count.load(Relaxed)).unwrap_or(0)
     }
