@@ -69,8 +69,8 @@
 //! announced pin waits; holders drop their pin once `H` tickets have been drawn since they
 //! announced it. (2) then holds by construction, and the monitor asserts it at every sample,
 //! together with the exact accounting of values alive: with the writers paused between two
-//! operations, values alive = values in the map + `stats().retired` (give or take values that
-//! a releasing thread is freeing at that instant). The bound is tight enough to catch a pin
+//! operations, values alive = values in the map + `stats().retired` (give or take the batch
+//! that each releasing thread is freeing at that instant). The bound is tight enough to catch a pin
 //! that outlives its handle: it found a `Reader` that kept the value of its last locked
 //! lookup (and that lookup's snapshot) across lock-free lookups, now fixed and checked by
 //! `a_reader_lets_go_of_its_locked_hit_at_the_next_lookup`.
@@ -248,7 +248,7 @@ const IDLE_READER: usize = BUSY_READER + 1;
 const MONITOR: usize = IDLE_READER + 1;
 const SLOTS: usize = MONITOR + 1;
 /// Threads that may be freeing an epoch while the writers are paused (the freeing thread
-/// counts a value off `retired` just before dropping it).
+/// counts a batch off `retired` just before dropping its values).
 const FREERS: usize = SLOTS - WRITERS;
 
 /// The bound (2'') for a map of `pairs` read/dirty pairs, `writers` writing threads and pins
@@ -510,7 +510,7 @@ fn monitor(map: &Map<'_>, tracker: &Tracker, gate: &Gate, in_map: &[AtomicUsize]
                 stats.retired
             );
             assert!(
-                alive_after - in_map <= stats.retired + FREERS,
+                alive_after - in_map <= stats.retired + FREERS * B,
                 "{} values alive outside the map, {} retired: {stats:?}",
                 alive_after - in_map,
                 stats.retired

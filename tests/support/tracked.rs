@@ -274,7 +274,7 @@ impl<'t> Val<'t> {
     pub fn new(tracker: &'t Tracker, key: u64, ver: u64) -> Self {
         // SeqCst (a release) on both counters: a thread that reads a count sees, through it,
         // everything the creating or dropping thread did before, such as the map counting a
-        // value off `Stats::retired` just before freeing it. With `Relaxed` a monitor could see
+        // batch off `Stats::retired` just before freeing its values. With `Relaxed` a monitor could see
         // a value gone yet still read the older `retired` (Miri's weak-memory emulation does).
         tracker.live_values.fetch_add(1, SeqCst);
         let tag = tracker.create();
