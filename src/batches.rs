@@ -9,12 +9,13 @@
 //! a batch of its own and hands the batch to the current epoch only once it holds
 //! [`RETIRED_PER_BATCH`] records: one shared write per batch.
 //!
-//! Each pair keeps a small array of batches, one per *stripe*, each behind its own mutex on
-//! its own cache line; a thread always uses the stripe of its thread number, so threads
-//! rarely share one, and when they do they only wait for each other, since any thread may hand
-//! any batch to an epoch. The array belongs to the map, not to the threads, so dropping the
-//! map reaches every batch (`RawMap`'s `Drop` hands them all to the last epoch) and no value
-//! outlives the map's last handle.
+//! Each pair keeps a small array of batches, one per *stripe*, each behind its own try-lock
+//! on its own cache line; a thread uses the stripe of its thread number, so threads rarely
+//! share one. Nobody waits for a stripe: a thread that finds its stripe held uses the next free
+//! one, or, if all are held at that instant, hands its record over alone; a drain skips a held
+//! stripe. That is safe because any thread may hand any batch to an epoch. The array belongs
+//! to the map, not to the threads, so dropping the map reaches every batch (`RawMap`'s `Drop`
+//! hands them all to the last epoch) and no value outlives the map's last handle.
 //!
 //! The safety argument (DESIGN.md, "Reclamation"): a batch is handed to the epoch of a
 //! snapshot that the handing thread has seen current *after* its own displacement, which comes
@@ -22,7 +23,7 @@
 //! So every value goes to an epoch at least as new as the one it would have gone to at once.
 
 use crate::reclaim::Retired;
-use crate::sync::Mutex;
+use crate::sync::TryLock;
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -34,7 +35,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 ///
 /// Each read/dirty pair keeps one batch per *stripe*: as many stripes as the machine has
 /// cores (`available_parallelism`), rounded up to a power of two, at most 8; a thread uses
-/// the stripe of the smallest number no other running thread holds. So between calls up to
+/// the stripe of the smallest number no other running thread holds (or, if another thread is
+/// pushing onto that stripe at that instant, the next one). So between calls up to
 /// `stripes × (RETIRED_PER_BATCH - 1)` displaced values per pair wait in batches, freed later
 /// than they would be at once: when the batch fills, at the pair's next publication of a
 /// snapshot (a promotion, a rotation, a new key's dirty-map rebuild, a `clear`), at
@@ -67,8 +69,10 @@ pub const RETIRED_PER_BATCH: usize = if cfg!(dualmap_loom) {
 };
 
 /// One stripe's batch, alone on its cache line so that two threads' stripes never share one.
+/// A [`TryLock`], not a mutex: a thread that finds its stripe taken uses the next one, so no
+/// retirement ever waits, and the release is a plain store.
 #[repr(align(64))]
-struct Stripe<K, V>(Mutex<Vec<Retired<K, V>>>);
+struct Stripe<K, V>(TryLock<Vec<Retired<K, V>>>);
 
 /// The retirement batches of one read/dirty pair.
 pub(crate) struct Batches<K, V> {
@@ -133,30 +137,40 @@ impl<K, V> Batches<K, V> {
     pub(crate) fn new() -> Self {
         Self {
             stripes: (0..stripe_count())
-                .map(|_| Stripe(Mutex::new(Vec::new())))
+                .map(|_| Stripe(TryLock::new(Vec::new())))
                 .collect(),
         }
     }
 
-    /// Adds a record to this thread's batch. Returns the batch once it is full, for the
-    /// caller to hand to the current epoch; the next push allocates the next batch's room in
-    /// one go.
+    /// Adds a record to this thread's batch, or to the next stripe's that no other thread
+    /// holds at this instant. Returns the batch once it is full, for the caller to hand to
+    /// the current epoch (the next push allocates the next batch's room in one go); if every
+    /// stripe is held, returns the record alone, to be handed over at once.
     #[inline(always)]
     pub(crate) fn add(&self, record: Retired<K, V>) -> Option<Vec<Retired<K, V>>> {
-        let stripe = &self.stripes[thread_number() & (self.stripes.len() - 1)];
-        let mut batch = stripe.0.lock();
-        if batch.capacity() == 0 {
-            batch.reserve_exact(RETIRED_PER_BATCH);
+        let count = self.stripes.len();
+        let first = thread_number();
+        for offset in 0..count {
+            if let Some(mut batch) = self.stripes[(first + offset) & (count - 1)].0.try_lock() {
+                if batch.capacity() == 0 {
+                    batch.reserve_exact(RETIRED_PER_BATCH);
+                }
+                batch.push(record);
+                return (batch.len() >= RETIRED_PER_BATCH).then(|| std::mem::take(&mut *batch));
+            }
         }
-        batch.push(record);
-        (batch.len() >= RETIRED_PER_BATCH).then(|| std::mem::take(&mut *batch))
+        Some(vec![record])
     }
 
-    /// Takes every stripe's batch, full or not (for `stats()` and the map's drop).
+    /// Takes every stripe's batch, full or not (for publications, `stats()` and the map's
+    /// drop), but for a stripe another thread is pushing onto at this instant: its batch
+    /// stays for a later hand-over. With no operation in progress (`stats()` after the
+    /// writers stopped, or the drop, which has the map to itself) that is none.
     pub(crate) fn take_all(&self) -> impl Iterator<Item = Vec<Retired<K, V>>> + '_ {
-        self.stripes
-            .iter()
-            .map(|stripe| std::mem::take(&mut *stripe.0.lock()))
+        self.stripes.iter().filter_map(|stripe| {
+            let mut batch = stripe.0.try_lock()?;
+            Some(std::mem::take(&mut *batch))
+        })
     }
 }
 

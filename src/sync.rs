@@ -11,6 +11,7 @@
 
 pub(crate) use imp::*;
 pub(crate) use mutex::*;
+pub(crate) use try_lock::*;
 
 /// The map mutex: `parking_lot`'s, which does not poison.
 #[cfg(not(any(dualmap_loom, miri)))]
@@ -66,9 +67,37 @@ mod mutex {
 
 #[cfg(not(dualmap_loom))]
 mod imp {
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    pub(crate) use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+    use std::sync::atomic::Ordering::SeqCst;
+    pub(crate) use std::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize,
+    };
     pub(crate) use std::sync::Arc;
+
+    /// `std`'s cell with loom's interface: access through a [`MutPtr`], which loom tracks.
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+    /// A pointer into an [`UnsafeCell`] for as long as it lives.
+    pub(crate) struct MutPtr<T>(*mut T);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(std::cell::UnsafeCell::new(value))
+        }
+        #[inline]
+        pub(crate) fn get_mut(&self) -> MutPtr<T> {
+            MutPtr(self.0.get())
+        }
+    }
+
+    impl<T> MutPtr<T> {
+        /// # Safety
+        /// No other reference to the value exists while the returned one lives.
+        #[inline]
+        #[allow(clippy::mut_from_ref)] // loom's `MutPtr::deref`, which this mirrors
+        pub(crate) unsafe fn deref(&self) -> &mut T {
+            // SAFETY: the caller's contract.
+            unsafe { &mut *self.0 }
+        }
+    }
 
     /// A flag set once, read and set with `SeqCst`.
     pub(crate) struct SeqCstFlag(AtomicBool);
@@ -114,7 +143,10 @@ mod imp {
 
 #[cfg(dualmap_loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use loom::cell::{MutPtr, UnsafeCell};
+    pub(crate) use loom::sync::atomic::{
+        AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize,
+    };
     pub(crate) use loom::sync::Arc;
 
     pub(crate) struct SeqCstFlag(loom::sync::Mutex<bool>);
@@ -151,5 +183,90 @@ mod imp {
 
     pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
         atomic.with_mut(|ptr| *ptr)
+    }
+}
+
+/// A lock that is only ever tried, never waited for (the retirement batches' stripes: a
+/// thread that finds one taken uses another). Taking it is one compare-and-swap; releasing it
+/// a plain `Release` store, where a mutex's unlock is a second `lock`ed instruction on x86 (it
+/// must check for parked waiters, and a `TryLock` has none). Written once over the facade's
+/// atomic and cell, so loom checks it as it runs.
+mod try_lock {
+    use super::imp::{AtomicBool, MutPtr, UnsafeCell};
+    use std::mem::ManuallyDrop;
+    use std::ops::{Deref, DerefMut};
+    use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+    pub(crate) struct TryLock<T> {
+        locked: AtomicBool,
+        value: UnsafeCell<T>,
+    }
+
+    // SAFETY: the value is reached only through a guard, and at most one guard exists at a
+    // time: a guard is made only by the compare-and-swap that sets the flag, and the flag is
+    // cleared only when that guard is dropped, after its last access (`Release`, which the
+    // next guard's compare-and-swap acquires). So sharing a `TryLock` moves the value's use
+    // from thread to thread, as a mutex does: it needs `T: Send`, not `T: Sync`.
+    unsafe impl<T: Send> Sync for TryLock<T> {}
+
+    /// Access to a [`TryLock`]'s value; dropping it releases the lock.
+    pub(crate) struct TryLockGuard<'a, T> {
+        lock: &'a TryLock<T>,
+        /// Dropped before the flag is cleared, so loom sees the access end first.
+        value: ManuallyDrop<MutPtr<T>>,
+    }
+
+    impl<T> TryLock<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self {
+                locked: AtomicBool::new(false),
+                value: UnsafeCell::new(value),
+            }
+        }
+
+        /// The value, unless another guard holds it right now. A compare-and-swap, not a
+        /// `swap`: a failed attempt writes nothing (loom, which does not order a failed
+        /// `swap`'s write before the holder's release, otherwise sees the lock stay taken).
+        #[inline]
+        pub(crate) fn try_lock(&self) -> Option<TryLockGuard<'_, T>> {
+            if self
+                .locked
+                .compare_exchange(false, true, Acquire, Relaxed)
+                .is_err()
+            {
+                return None;
+            }
+            Some(TryLockGuard {
+                lock: self,
+                value: ManuallyDrop::new(self.value.get_mut()),
+            })
+        }
+    }
+
+    impl<T> Deref for TryLockGuard<'_, T> {
+        type Target = T;
+        #[inline]
+        fn deref(&self) -> &T {
+            // SAFETY: this guard is the only one (see `Sync` above), and the reference
+            // borrows it.
+            unsafe { MutPtr::deref(&self.value) }
+        }
+    }
+
+    impl<T> DerefMut for TryLockGuard<'_, T> {
+        #[inline]
+        fn deref_mut(&mut self) -> &mut T {
+            // SAFETY: as for `deref`; the reference borrows the guard mutably.
+            unsafe { MutPtr::deref(&self.value) }
+        }
+    }
+
+    impl<T> Drop for TryLockGuard<'_, T> {
+        #[inline]
+        fn drop(&mut self) {
+            // SAFETY: dropped once, here; `value` is not used after.
+            unsafe { ManuallyDrop::drop(&mut self.value) };
+            self.lock.locked.store(false, Release);
+        }
     }
 }
