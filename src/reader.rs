@@ -190,7 +190,7 @@ where
         Q: Eq + ?Sized,
     {
         let pair = self.map.pairs().of(hash);
-        self.locked_hit = pair.get_locked(pair.pin(), hash, key);
+        pair.get_locked(pair.pin(), hash, key, &mut self.locked_hit);
         self.locked_hit.as_deref()
     }
 
