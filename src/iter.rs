@@ -102,6 +102,12 @@ impl<'a, K: 'a, V: 'a> Iter<'a, K, V> {
         }
     }
 
+    /// The next item of the pair being visited.
+    #[inline(always)]
+    fn next_in_pair(&mut self) -> Option<(Pinned<'a, K>, Pinned<'a, V>)> {
+        self.current.as_mut().and_then(PairIter::next)
+    }
+
     /// The first item of the next pair that has one.
     #[inline(never)]
     fn next_pair(&mut self) -> Option<(Pinned<'a, K>, Pinned<'a, V>)> {
@@ -109,7 +115,7 @@ impl<'a, K: 'a, V: 'a> Iter<'a, K, V> {
             // The walk of the previous pair is dropped before the next pair is pinned.
             self.current = None;
             self.current = PairIter::new(self.rest.next()?.pin_for_iteration());
-            if let Some(item) = self.current.as_mut().and_then(PairIter::next) {
+            if let Some(item) = self.next_in_pair() {
                 return Some(item);
             }
         }
@@ -144,7 +150,7 @@ impl<'a, K: 'a, V: 'a> Iterator for Iter<'a, K, V> {
     // the thin `SharedPin`).
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some(item) = self.current.as_mut().and_then(PairIter::next) {
+        if let Some(item) = self.next_in_pair() {
             return Some(item);
         }
         self.next_pair()
