@@ -54,10 +54,15 @@ pub(crate) struct Dirty<K, V> {
     /// ([`Builder::min_promotion_misses`](crate::Builder::min_promotion_misses)).
     pub(crate) min_promotion_misses: usize,
     /// Hashes of the keys added to the dirty map since the current filter cycle began (the
-    /// first new key after a promotion or clear): they size the miss filter and fill a larger
-    /// one. A key removed since keeps its hash here, as its bits stay in the filter. Freed
-    /// when the cycle ends (`take_table`): 8 bytes per dirty-only key, only while amended.
+    /// first new key after a promotion or clear) or the last clear in place: the keys a
+    /// larger filter must hold. A key removed since keeps its hash here, as its bits stay in
+    /// the filter. Freed when the cycle ends (`take_table`): 8 bytes per dirty-only key, only
+    /// while amended.
     pub(crate) new_key_hashes: Vec<u64>,
+    /// Keys recorded in the current miss filter: `new_key_hashes.len()` plus those a clear in
+    /// place emptied the list of (their bits stay). The filter is full when this reaches its
+    /// capacity.
+    pub(crate) filtered: usize,
     pub(crate) promotions: u64,
     pub(crate) rebuilds: u64,
     pub(crate) rotations: u64,
@@ -80,6 +85,7 @@ impl<K, V> Dirty<K, V> {
             tombstones: 0,
             min_promotion_misses,
             new_key_hashes: Vec::new(),
+            filtered: 0,
             promotions: 0,
             rebuilds: 0,
             rotations: 0,
@@ -132,8 +138,33 @@ impl<K, V> Dirty<K, V> {
     /// new keys' hashes, which only an amended snapshot's filter needs.
     pub(crate) fn take_table(&mut self) -> Option<Table<K, V>> {
         self.new_key_hashes = Vec::new();
+        self.filtered = 0;
         self.tombstones = 0;
         self.table.take()
+    }
+
+    /// Empties the dirty map of an amended pair whose read table is empty, keeping the cycle
+    /// (the snapshot stays amended, its filter keeps the cleared keys' bits), after running
+    /// `expunge` on each entry. Returns the entries the caller must drop after unlocking: the
+    /// old table, or nothing when dropping them runs no user code (keys without `Drop`: an
+    /// expunged entry holds no value, and a displaced first value's record keeps its entry
+    /// alive), in which case they are dropped now and the table keeps its allocation.
+    pub(crate) fn empty_in_place(
+        &mut self,
+        expunge: impl FnMut(&Arc<Entry<K, V>>),
+    ) -> Option<Table<K, V>> {
+        let table = self.table.as_mut()?;
+        table.iter().for_each(expunge);
+        self.new_key_hashes.clear();
+        self.tombstones = 0;
+        if table.is_empty() {
+            None
+        } else if std::mem::needs_drop::<K>() {
+            Some(std::mem::replace(table, Table::with_capacity(0)))
+        } else {
+            table.clear();
+            None
+        }
     }
 
     /// Builds the dirty map from the read table, expunging its tombstones (Go: `dirtyLocked`).

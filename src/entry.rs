@@ -404,6 +404,17 @@ impl<K, V> Entry<K, V> {
         current == expunged()
     }
 
+    /// Deletes the value, if any, and expunges the entry, whatever the slot holds: for a clear
+    /// in place, which takes the entry out of the dirty map while no snapshot table holds it.
+    /// Only under the map mutex. An operation that located the entry before and acts on it
+    /// after finds it expunged, as if absent. Returns the deleted value.
+    pub(crate) fn expunge_locked(&self) -> Option<Displaced<V>> {
+        match decode(self.slot.swap(expunged(), SeqCst)) {
+            Slot::Value(value) => Some(self.displaced(value)),
+            Slot::Nil | Slot::Expunged => None,
+        }
+    }
+
     /// Turns an expunged entry back into a tombstone; true if it was expunged, in which case
     /// the caller must put the entry back into the dirty map before releasing the mutex.
     pub(crate) fn unexpunge_locked(&self) -> bool {

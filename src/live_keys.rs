@@ -3,8 +3,9 @@
 use crate::sync::{AtomicIsize, SeqCstFlag};
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Live keys of one generation (the keys since the last `clear`), and whether a `clear` has
-/// ended it. The count is updated after each successful transition between absent and
+/// Live keys of one generation (the keys since the last `clear` that published an empty
+/// snapshot), and whether such a `clear` has ended it. A clear in place keeps the generation
+/// and counts off each value it deletes. The count is updated after each successful transition between absent and
 /// present, so it is exact whenever no operation is in flight. Operations that raced with a
 /// `clear` update the old generation's counter, which nobody reads any more: their effect was
 /// cleared with it.

@@ -272,9 +272,11 @@ impl<K, V, S> DualMap<K, V, S> {
     /// Removes every key (Go's `Clear`), one read/dirty pair after another: each pair is
     /// cleared at one instant, as Go's `Clear` clears its map, but with more than one pair the
     /// map as a whole is not. A key inserted while `clear` runs may survive it even if
-    /// another key inserted before that one does not. Readers that pinned a snapshot before
-    /// the call keep seeing the old contents through their handles. On an empty map it
-    /// neither locks nor allocates.
+    /// another key inserted before that one does not. A `Ref` taken before the call keeps its
+    /// value. A pair with only keys added since its last promotion, at most 64, is emptied
+    /// in place under its lock, without publishing a snapshot; a pair known to be empty (so
+    /// emptied, or never written since its last clear) is skipped without locking or
+    /// allocating (DESIGN.md, "Clear in place").
     ///
     /// ```
     /// let map = dualmap::DualMap::new();

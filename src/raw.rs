@@ -13,16 +13,21 @@ use crate::filter::{MissFilter, MIN_KEYS};
 use crate::live_keys::LiveKeys;
 use crate::reclaim::{Epoch, Retiring};
 use crate::snapshot::{publish, Lookup, Publication, Snapshot};
-use crate::sync::{Arc, Mutex, SnapshotCell, SnapshotGuard};
+use crate::sync::{Arc, AtomicBool, Mutex, SnapshotCell, SnapshotGuard};
 use crate::table::Table;
 use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 pub(crate) struct RawMap<K, V> {
     read: SnapshotCell<Snapshot<K, V>>,
     dirty: Mutex<Dirty<K, V>>,
+    /// True from a clear in place until the pair's next new key: the pair holds no key, so
+    /// `clear` returns without locking, as it does for a pair that is not amended. Written
+    /// only under the mutex (or with `&mut self`).
+    emptied: AtomicBool,
     /// Displaced values not yet handed to an epoch; emptied into the last one by `drop`.
     batches: Batches<K, V>,
 }
@@ -93,11 +98,16 @@ enum MissRule {
     FoundInDirty,
 }
 
+/// The most entries a pair's dirty map may hold for `clear` to empty it in place, under the
+/// lock: the locked section of a clear stays bounded (spec item 4) however large the map.
+const MAX_CLEARED_IN_PLACE: usize = 64;
+
 impl<K, V> RawMap<K, V> {
     pub(crate) fn new(capacity: usize, min_promotion_misses: usize) -> Self {
         Self {
             read: SnapshotCell::new(Arc::new(Snapshot::initial(capacity))),
             dirty: Mutex::new(Dirty::new(min_promotion_misses)),
+            emptied: AtomicBool::new(false),
             batches: Batches::new(),
         }
     }
@@ -427,7 +437,7 @@ impl<K, V> RawMap<K, V> {
             let entry = match located {
                 Located::Read(entry) => {
                     if entry.unexpunge_locked() {
-                        dirty.put(entry.clone());
+                        self.put_locked(dirty, entry.clone());
                     }
                     entry
                 }
@@ -515,9 +525,19 @@ impl<K, V> RawMap<K, V> {
     ) -> Arc<Entry<K, V>> {
         self.record_new_key_locked(dirty, garbage, snapshot, hash);
         let entry = Entry::new(key, hash, value);
-        dirty.put(entry.clone());
+        self.put_locked(dirty, entry.clone());
         snapshot.live.added();
         entry
+    }
+
+    /// Adds an entry to the dirty map (see `Dirty::put`), ending an empty spell begun by a
+    /// clear in place before the key can be found. The flag is read `Relaxed`, since only
+    /// lock holders write it, and written only when set, so a new key pays a plain load.
+    fn put_locked(&self, dirty: &mut Dirty<K, V>, entry: Arc<Entry<K, V>>) {
+        if self.emptied.load(Relaxed) {
+            self.emptied.store(false, SeqCst);
+        }
+        dirty.put(entry);
     }
 
     /// Records a key about to enter the dirty map in the miss filter. At the first new key
@@ -542,13 +562,16 @@ impl<K, V> RawMap<K, V> {
                 dirty.rebuild_from(&snapshot.table);
                 MissFilter::with_capacity(MIN_KEYS)
             }
-            Some(filter) if dirty.new_key_hashes.len() < filter.capacity() => {
+            Some(filter) if dirty.filtered < filter.capacity() => {
                 filter.insert(hash);
                 dirty.new_key_hashes.push(hash);
+                dirty.filtered += 1;
                 return;
             }
-            Some(full) => {
-                let bigger = MissFilter::with_capacity(full.capacity() * 4);
+            Some(_) => {
+                // Four times the keys it must hold: the full filter's capacity, unless a clear
+                // in place left fewer (then as small as they allow, not ever larger).
+                let bigger = MissFilter::with_capacity(dirty.new_key_hashes.len() * 4);
                 for &earlier in &dirty.new_key_hashes {
                     bigger.insert(earlier);
                 }
@@ -557,6 +580,7 @@ impl<K, V> RawMap<K, V> {
         };
         filter.insert(hash);
         dirty.new_key_hashes.push(hash);
+        dirty.filtered = dirty.new_key_hashes.len();
         debug_assert!(
             garbage.snapshot.is_none(),
             "one publication per locked section"
@@ -840,23 +864,67 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// Go's `Clear`: the old entries are orphaned, not changed.
+    /// Go's `Clear`. A pair whose keys are all dirty-only (its read table is empty, as it is
+    /// after a clear) and at most [`MAX_CLEARED_IN_PLACE`] is cleared in place; otherwise the
+    /// old entries are orphaned, not changed, behind an empty published table.
+    ///
+    /// Without locking, it returns at once on a pair that holds no key for certain: one whose
+    /// snapshot has an empty table and is not amended, or one cleared in place with no new
+    /// key since (`emptied`, reset under the lock before any new key is put in the dirty map,
+    /// so a clear that reads it set comes before every such key: DESIGN.md, "Clear in
+    /// place").
     pub(crate) fn clear(&self) {
+        if self.emptied.load(SeqCst) {
+            return;
+        }
         let snapshot = self.read.load();
         if snapshot.table.is_empty() && !snapshot.amended() {
             return;
         }
-        drop(snapshot);
         self.locked(|dirty, garbage| {
-            self.read.load().live.clear();
-            garbage.table = dirty.take_table();
-            garbage.snapshot = Some(self.publish(Publication {
-                table: Arc::new(Table::with_capacity(0)),
-                filter: None,
-                live: Arc::new(LiveKeys::default()),
-            }));
+            let current = self.current_locked(snapshot, garbage);
+            if current.table.is_empty() && dirty.len() <= MAX_CLEARED_IN_PLACE {
+                self.clear_in_place(&current, dirty, garbage);
+            } else {
+                current.live.clear();
+                garbage.table = dirty.take_table();
+                garbage.snapshot = Some(self.publish(Publication {
+                    table: Arc::new(Table::with_capacity(0)),
+                    filter: None,
+                    live: Arc::new(LiveKeys::default()),
+                }));
+            }
             dirty.misses = 0;
         });
+    }
+
+    /// Clears a pair whose read table is empty without a publication: only the lock reaches
+    /// a dirty-only entry, so expunging each one under it (its value deleted, counted off the
+    /// generation and retired to the current epoch) removes every key at this instant. An
+    /// operation that located an entry before and acts on it after unlocking finds it
+    /// expunged, that is absent, which is right after the clear. The snapshot stays amended
+    /// and its filter keeps the cleared keys' bits (false positives until the next
+    /// promotion). Go's `Clear` then stores a new key: published, the clear and the next
+    /// amendment cost two snapshots, two epochs, a filter and a dirty table each time.
+    fn clear_in_place(
+        &self,
+        current: &Snapshot<K, V>,
+        dirty: &mut Dirty<K, V>,
+        garbage: &mut Garbage<K, V>,
+    ) {
+        let mut filled = false;
+        garbage.table = dirty.empty_in_place(|entry| {
+            if let Some(value) = entry.expunge_locked() {
+                current.live.removed();
+                if let Some(full) = self.batches.add(Retiring::new(value, entry).record) {
+                    filled |= current.epoch.receive(full);
+                }
+            }
+        });
+        if filled {
+            self.rotate_locked(current, dirty, garbage);
+        }
+        self.emptied.store(true, SeqCst);
     }
 
     /// Makes the current miss filter claim `hash`, as a false positive would: lets tests
@@ -866,6 +934,16 @@ impl<K, V> RawMap<K, V> {
         if let Some(filter) = &self.read.load().filter {
             filter.insert(hash);
         }
+    }
+
+    /// The capacity of the current miss filter, in keys (0 if not amended).
+    #[cfg(test)]
+    pub(crate) fn filter_capacity(&self) -> usize {
+        self.read
+            .load()
+            .filter
+            .as_ref()
+            .map_or(0, |filter| filter.capacity())
     }
 
     /// True if the map holds no entry at all (not even a deleted key) and no dirty map: a
@@ -880,6 +958,7 @@ impl<K, V> RawMap<K, V> {
     /// add a key between the caller's `is_vacant` and this publication.
     pub(crate) fn publish_bulk(&mut self, table: Table<K, V>) {
         debug_assert!(self.is_vacant() && self.dirty.get_mut().table.is_none());
+        self.emptied.store(false, SeqCst);
         let current = self.read.load();
         current.live.add(table.len());
         let replaced = self.publish(Publication {

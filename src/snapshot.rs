@@ -5,7 +5,7 @@
 //! A snapshot is immutable once published, but for its `superseded` flag (set, under the map
 //! mutex, just before a newer one replaces it); only the mutex holder publishes a new one.
 //! Each snapshot also carries its reclamation epoch and the live-key counter of its
-//! generation (a generation lasts from one `clear` to the next).
+//! generation (a generation lasts from one publishing `clear` to the next).
 
 use crate::entry::Entry;
 use crate::filter::MissFilter;

@@ -690,6 +690,45 @@ fn clear_vs_store_amended() {
     });
 }
 
+/// After a clear in place the pair is marked empty, and a `clear` that reads the mark returns
+/// without locking. Each thread inserts a new key and then clears: whichever clear comes last
+/// runs after both inserts, so the map ends empty, which fails if a new key can be put while
+/// the mark stays set. A third thread, told (through an atomic) that key 1's insert has
+/// returned, clears too and must not find key 1 afterwards.
+#[test]
+fn clear_skipping_an_emptied_pair_vs_inserts() {
+    check("clear_skipping_an_emptied_pair_vs_inserts", 3, || {
+        let map = Arc::new(DualMap::builder().pairs(1).hasher(SameHash).build());
+        map.insert(9, 90);
+        map.clear(); // in place: the pair is marked empty
+        assert!(map.stats().amended);
+        let inserted = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+
+        let a = {
+            let (map, inserted) = (map.clone(), inserted.clone());
+            thread::spawn(move || {
+                assert_eq!(insert(&map, 1, 10), None);
+                inserted.store(true, std::sync::atomic::Ordering::Release);
+                map.clear();
+            })
+        };
+        let b = {
+            let map = map.clone();
+            thread::spawn(move || {
+                insert(&map, 2, 20);
+                map.clear();
+            })
+        };
+        if inserted.load(std::sync::atomic::Ordering::Acquire) {
+            map.clear();
+            assert_eq!(get(&map, 1), None, "key 1 survived a later clear");
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_contents(&map, &[]);
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. iteration vs promotion / insert
 // ---------------------------------------------------------------------------------------
@@ -1550,6 +1589,53 @@ fn len_accounting_compare_and_remove_and_retain() {
         assert_eq!(seen.get(&3), Some(&30));
         assert!(matches!(seen.get(&1), None | Some(&12)), "{seen:?}");
     });
+}
+
+/// A clear in place (every key dirty-only, so no publication: the entries are expunged under
+/// the lock) races with a remove and a compare-and-swap that locate their dirty-only keys
+/// under the lock and act on them after unlocking: each acts before the clear, or finds its
+/// entry expunged, that is absent. Either way `len` stays exact: the clear counts off only
+/// the values it deleted itself. Then a new key after the clear. The default promotion floor,
+/// so that the remove's miss does not promote the dirty map (the clear would then publish).
+#[test]
+fn len_accounting_clear_in_place_vs_remove_and_compare_and_swap() {
+    check(
+        "len_accounting_clear_in_place_vs_remove_and_compare_and_swap",
+        4,
+        || {
+            let map = Arc::new(DualMap::builder().pairs(1).hasher(SameHash).build());
+            map.insert(1, 10);
+            map.insert(2, 20); // dirty {1, 2}, the read table empty
+
+            let a = {
+                let map = map.clone();
+                thread::spawn(move || {
+                    let removed = remove(&map, 1);
+                    let swapped = map.compare_and_swap(&2, &20, 21).is_ok();
+                    (removed, swapped)
+                })
+            };
+            let b = {
+                let map = map.clone();
+                thread::spawn(move || {
+                    map.clear();
+                    insert(&map, 3, 30);
+                })
+            };
+            let (removed, swapped) = a.join().unwrap();
+            b.join().unwrap();
+
+            assert!(matches!(removed, None | Some(10)), "{removed:?}");
+            let seen = contents(&map);
+            assert_eq!(map.len(), seen.len(), "{seen:?}");
+            // key 2 was cleared after the swap or before it (then the swap failed)
+            assert!(!seen.contains_key(&2), "{seen:?}, swapped {swapped}");
+            assert_eq!(seen, BTreeMap::from([(3, 30)]));
+            if removed.is_none() {
+                assert!(!swapped, "remove saw the clear, so the later swap did too");
+            }
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

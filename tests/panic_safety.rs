@@ -1418,6 +1418,35 @@ fn a_panicking_drop_in_the_garbage_of_clear_leaks_nothing() {
     finish(map);
 }
 
+/// A clear in place (every key dirty-only) expunges the entries under the lock and drops the
+/// old dirty table after unlocking (keys with a `Drop`): a panicking key `Drop` there leaks
+/// nothing, and the map, still amended, works on. Key 4's entry must have no other owner: it
+/// is overwritten until a rotation (a publication that keeps the read table empty) ends the
+/// epoch its first value was retired to, with promotions off.
+#[test]
+fn a_panicking_key_drop_after_a_clear_in_place_leaks_nothing() {
+    start();
+    let map: Map = DualMap::builder()
+        .pairs(1)
+        .min_promotion_misses(usize::MAX)
+        .hasher(Spread)
+        .build();
+    let mut model = Model::new();
+    let key_4 = [3, 4, 5].map(|k| put(&map, &mut model, k, 100 + k))[1].0;
+    for v in 0..RETIRED_PER_EPOCH as u64 {
+        put(&map, &mut model, 4, 1000 + v);
+    }
+    let stats = map.stats();
+    assert_eq!((stats.snapshot_len, stats.rotations), (0, 1), "{stats:?}");
+    expect_trap(Site::Drop(key_4), 1, || map.clear());
+    model.clear();
+    assert!(map.stats().amended, "cleared in place");
+    check(&map, &model);
+    put(&map, &mut model, 4, 44);
+    check(&map, &model);
+    finish(map);
+}
+
 /// Bug (fixed): the same when the map itself is dropped.
 #[test]
 fn a_panicking_drop_while_the_map_is_dropped_leaks_nothing() {

@@ -942,13 +942,102 @@ fn clear_on_an_empty_map_changes_nothing() {
     let m: Map = map();
     m.clear();
     assert_eq!(m.stats(), fresh_stats());
-    // After a clear (empty, non-amended): still a no-op.
+    // After a clear in place (amended, the dirty map empty): locks, and changes nothing.
     m.insert(1, 1);
     m.clear();
     let s = m.stats();
-    assert_eq!((s.snapshot_len, s.amended, s.dirty_len), (0, false, None));
+    assert_eq!(
+        (s.len, s.snapshot_len, s.amended, s.dirty_len),
+        (0, 0, true, Some(0))
+    );
     m.clear();
     assert_eq!(m.stats(), s);
+}
+
+/// A pair whose keys are all dirty-only, and few, is cleared in place: no publication (no
+/// promotion, rebuild or rotation, the snapshot stays amended), every value dropped once,
+/// `len` exact, a `Ref` taken before the clear still readable, and the keys absent to every
+/// operation afterwards. Many cycles of clear and new keys keep the miss filter small.
+#[test]
+fn clear_in_place_removes_every_dirty_only_key_without_publishing() {
+    let value_drops = Arc::new(AtomicUsize::new(0));
+    let m: Map<u32, Counted> = one_pair().build(); // misses promote only from the 32nd
+    for k in 0..3 {
+        m.insert(k, Counted::new(k.into(), &value_drops));
+    }
+    m.remove(&2); // a tombstone in the dirty map
+    let held = m.get(&0).expect("present"); // a locked lookup: a miss, no promotion yet
+    let before = m.stats();
+    assert_eq!(
+        (before.amended, before.dirty_len, before.len),
+        (true, Some(3), 2)
+    );
+    m.clear();
+    let after = m.stats();
+    assert_eq!(
+        after,
+        Stats {
+            len: 0,
+            dirty_len: Some(0),
+            misses: 0,
+            // keys 0 and 1's values, retired to the current epoch: freed at the next
+            // publication (key 2's was retired by its remove)
+            retired: before.retired + 2,
+            ..before
+        }
+    );
+    assert_eq!(held.id, 0, "a value read before the clear stays readable");
+    drop(held);
+    assert_eq!(value_drops.load(SeqCst), 0, "retired, not yet freed");
+    for k in 0..3 {
+        filter_claims(&m, &k);
+        assert!(m.get(&k).is_none());
+        assert!(m.remove(&k).is_none());
+        assert!(!m.compare_and_remove(&k, &Counted::new(0, &value_drops)));
+    }
+    assert_eq!(m.len(), 0);
+    assert!(m.insert(1, Counted::new(10, &value_drops)).is_none());
+    assert_eq!(m.len(), 1);
+    assert_eq!(m.get(&1).map(|v| v.id), Some(10));
+    // Go's `Clear` benchmark: clear, then store a new key; the filter's bits of cleared keys
+    // count toward its capacity (it does not saturate: absent keys rarely lock), but a
+    // regrown filter holds only the keys since the clear (it does not grow without bound).
+    let rounds = if cfg!(miri) { 2_000 } else { 100_000 };
+    for k in 0..rounds {
+        m.clear();
+        m.insert(k, Counted::new(k.into(), &value_drops));
+    }
+    let s = m.stats();
+    assert_eq!(
+        (s.len, s.dirty_len, s.promotions),
+        (1, Some(1), before.promotions)
+    );
+    assert!(m.pairs().at(0).filter_capacity() <= crate::filter::MIN_KEYS * 4);
+    for k in rounds..rounds + 100 {
+        assert!(m.get(&k).is_none());
+    }
+    let s = m.stats();
+    assert!(s.misses < 10 && s.promotions == before.promotions, "{s:?}");
+    m.clear();
+    drop(m);
+    // the 3 first values, the 3 offered to `compare_and_remove`, key 1's and the loop's
+    assert_eq!(value_drops.load(SeqCst), 3 + 3 + 1 + rounds as usize);
+}
+
+/// A clear of a pair whose dirty map is larger than the in-place bound publishes an empty
+/// snapshot (not amended), so that no locked section works in proportion to the map.
+#[test]
+fn clear_of_a_large_dirty_map_publishes() {
+    let m: Map = map();
+    for k in 0..1_000 {
+        m.insert(k, k);
+    }
+    m.clear();
+    let s = m.stats();
+    assert_eq!(
+        (s.len, s.snapshot_len, s.amended, s.dirty_len),
+        (0, 0, false, None)
+    );
 }
 
 #[test]
