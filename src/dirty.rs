@@ -36,7 +36,8 @@ pub const MIN_PROMOTION_MISSES: usize = 32;
 /// Everything the map mutex guards.
 pub(crate) struct Dirty<K, V> {
     /// Every non-expunged entry of the read table plus the keys added since the last
-    /// promotion; `None` right after a promotion or a clear.
+    /// promotion; `None` right after a promotion or a publishing clear (empty after a clear
+    /// in place).
     pub(crate) table: Option<Table<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
@@ -90,6 +91,11 @@ impl<K, V> Dirty<K, V> {
             rebuilds: 0,
             rotations: 0,
         }
+    }
+
+    /// How many entries the dirty map's table has room for without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.table.as_ref().map_or(0, |table| table.capacity())
     }
 
     /// Entries in the dirty map, tombstones included (Go's `len(dirty)`).

@@ -273,10 +273,12 @@ impl<K, V, S> DualMap<K, V, S> {
     /// cleared at one instant, as Go's `Clear` clears its map, but with more than one pair the
     /// map as a whole is not. A key inserted while `clear` runs may survive it even if
     /// another key inserted before that one does not. A `Ref` taken before the call keeps its
-    /// value. A pair with only keys added since its last promotion, at most 64, is emptied
-    /// in place under its lock, without publishing a snapshot; a pair known to be empty (so
-    /// emptied, or never written since its last clear) is skipped without locking or
-    /// allocating (DESIGN.md, "Clear in place").
+    /// value. A pair whose keys are all only in its dirty map (none read since the last
+    /// clear promoted them to the snapshot), and few, is emptied in place under its lock,
+    /// without publishing a snapshot; its values are then retired, freed at the pair's next
+    /// publication as displaced values are ([`Stats::retired`](crate::Stats::retired)). A pair
+    /// known to be empty (so emptied, or not written since its last clear) is skipped without
+    /// locking or allocating (DESIGN.md, "Clear in place").
     ///
     /// ```
     /// let map = dualmap::DualMap::new();

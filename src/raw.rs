@@ -98,9 +98,10 @@ enum MissRule {
     FoundInDirty,
 }
 
-/// The most entries a pair's dirty map may hold for `clear` to empty it in place, under the
-/// lock: the locked section of a clear stays bounded (spec item 4) however large the map.
-const MAX_CLEARED_IN_PLACE: usize = 64;
+/// The most entries a pair's dirty map may have room for (its table's capacity, which bounds
+/// its buckets too) for `clear` to empty it in place, under the lock: the walk of its buckets
+/// stays bounded (spec item 4) however large the map, or the capacity it was made with.
+const MAX_CLEARED_IN_PLACE: usize = 128;
 
 impl<K, V> RawMap<K, V> {
     pub(crate) fn new(capacity: usize, min_promotion_misses: usize) -> Self {
@@ -828,7 +829,7 @@ impl<K, V> RawMap<K, V> {
     /// table holds every key present now. No lock is held afterwards.
     pub(crate) fn pin_for_iteration(&self) -> Arc<Snapshot<K, V>> {
         let snapshot = self.read.load_full();
-        if !snapshot.amended() {
+        if !self.holds_dirty_only_keys(&snapshot) {
             return snapshot;
         }
         drop(snapshot);
@@ -838,9 +839,17 @@ impl<K, V> RawMap<K, V> {
 
     /// Promotes the dirty map if the snapshot is amended (one lock, no copy).
     pub(crate) fn promote_if_amended(&self) {
-        if self.read.load().amended() {
+        if self.holds_dirty_only_keys(&self.read.load()) {
             self.promote_amended();
         }
+    }
+
+    /// Whether iteration must promote to see every key: `snapshot` is amended, unless its
+    /// table is empty and the pair was emptied in place with no new key since (then it holds
+    /// no key, and the empty table is its whole content; promoting would publish a snapshot
+    /// for nothing, and an iteration of an empty map would allocate: golang/go#62404).
+    fn holds_dirty_only_keys(&self, snapshot: &Snapshot<K, V>) -> bool {
+        snapshot.amended() && !(snapshot.table.is_empty() && self.emptied.load(SeqCst))
     }
 
     /// Promotes the dirty map of a snapshot seen amended, unless another thread did since.
@@ -883,7 +892,7 @@ impl<K, V> RawMap<K, V> {
         }
         self.locked(|dirty, garbage| {
             let current = self.current_locked(snapshot, garbage);
-            if current.table.is_empty() && dirty.len() <= MAX_CLEARED_IN_PLACE {
+            if current.table.is_empty() && dirty.capacity() <= MAX_CLEARED_IN_PLACE {
                 self.clear_in_place(&current, dirty, garbage);
             } else {
                 current.live.clear();
@@ -946,9 +955,13 @@ impl<K, V> RawMap<K, V> {
             .map_or(0, |filter| filter.capacity())
     }
 
-    /// True if the map holds no entry at all (not even a deleted key) and no dirty map: a
-    /// bulk load may then replace the whole read table.
+    /// True if the map holds no entry at all (not even a deleted key) and no dirty map, or
+    /// only the empty one a clear in place left: a bulk load may then replace the whole read
+    /// table.
     pub(crate) fn is_vacant(&self) -> bool {
+        if self.emptied.load(SeqCst) {
+            return true;
+        }
         let snapshot = self.read.load();
         snapshot.table.is_empty() && !snapshot.amended()
     }
@@ -957,8 +970,14 @@ impl<K, V> RawMap<K, V> {
     /// read lock-free from now on. `&mut self` stands in for the mutex: no other thread can
     /// add a key between the caller's `is_vacant` and this publication.
     pub(crate) fn publish_bulk(&mut self, table: Table<K, V>) {
-        debug_assert!(self.is_vacant() && self.dirty.get_mut().table.is_none());
+        debug_assert!(self.is_vacant());
         self.emptied.store(false, SeqCst);
+        // The empty dirty map of a clear in place, if any: the published snapshot is not
+        // amended, and no entry is dropped.
+        let dirty = self.dirty.get_mut();
+        let emptied = dirty.take_table();
+        debug_assert!(emptied.is_none_or(|table| table.is_empty()));
+        dirty.misses = 0;
         let current = self.read.load();
         current.live.add(table.len());
         let replaced = self.publish(Publication {

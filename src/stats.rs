@@ -25,7 +25,8 @@ pub struct Stats {
     pub len: usize,
     /// Entries in the read snapshot, tombstones included.
     pub snapshot_len: usize,
-    /// True if the dirty map holds keys the snapshot lacks.
+    /// True if the dirty map holds keys the snapshot lacks, or held them until a `clear`
+    /// emptied it in place (then `dirty_len` is `Some(0)`).
     pub amended: bool,
     /// Entries in the dirty map, tombstones included; `None` when there is no dirty map.
     pub dirty_len: Option<usize>,
@@ -42,7 +43,8 @@ pub struct Stats {
     pub dirty_rebuilds: u64,
     /// Snapshots republished only to let retired values drain.
     pub rotations: u64,
-    /// Values displaced by stores and removes that wait for readers to move on. `stats`
+    /// Values displaced by stores, removes and clears in place that wait for readers to move
+    /// on (freed at the pair's next snapshot publication once no reader pins an older one). `stats`
     /// first hands every thread's retirement batch to its epoch
     /// ([`RETIRED_PER_BATCH`](crate::RETIRED_PER_BATCH)), so these are counted too.
     pub retired: usize,

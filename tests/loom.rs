@@ -1624,6 +1624,8 @@ fn len_accounting_clear_in_place_vs_remove_and_compare_and_swap() {
             };
             let (removed, swapped) = a.join().unwrap();
             b.join().unwrap();
+            // No promotion, so the read table stayed empty: the clear went in place.
+            assert_eq!(map.stats().promotions, 0);
 
             assert!(matches!(removed, None | Some(10)), "{removed:?}");
             let seen = contents(&map);

@@ -942,7 +942,7 @@ fn clear_on_an_empty_map_changes_nothing() {
     let m: Map = map();
     m.clear();
     assert_eq!(m.stats(), fresh_stats());
-    // After a clear in place (amended, the dirty map empty): locks, and changes nothing.
+    // After a clear in place (amended, the dirty map empty): skipped, changes nothing.
     m.insert(1, 1);
     m.clear();
     let s = m.stats();
@@ -1025,7 +1025,9 @@ fn clear_in_place_removes_every_dirty_only_key_without_publishing() {
 }
 
 /// A clear of a pair whose dirty map is larger than the in-place bound publishes an empty
-/// snapshot (not amended), so that no locked section works in proportion to the map.
+/// snapshot (not amended), so that no locked section works in proportion to the map: by
+/// entries, and by buckets (a map made with a large capacity clones its empty read table's
+/// buckets into its first dirty map).
 #[test]
 fn clear_of_a_large_dirty_map_publishes() {
     let m: Map = map();
@@ -1038,6 +1040,45 @@ fn clear_of_a_large_dirty_map_publishes() {
         (s.len, s.snapshot_len, s.amended, s.dirty_len),
         (0, 0, false, None)
     );
+    let m: Map = one_pair().capacity(100_000).build();
+    m.insert(1, 1);
+    m.clear();
+    assert!(!m.stats().amended, "published: {:?}", m.stats());
+    m.insert(1, 1); // a dirty map cloned from the empty published table: small
+    m.clear();
+    assert!(m.stats().amended, "in place: {:?}", m.stats());
+}
+
+/// After a clear in place, a `clear` returns without taking the pair's lock until the next
+/// new key (here it runs while the test holds the lock), and a bulk load treats the pair as
+/// vacant: `extend` publishes every key in the snapshot, not amended.
+#[test]
+fn an_emptied_pair_is_skipped_by_clear_and_vacant_for_a_bulk_load() {
+    let mut m: Map = map();
+    m.insert(1, 1);
+    m.clear();
+    assert!(m.stats().amended, "in place");
+    {
+        let locked = m.pairs().at(0).dirty.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                m.clear();
+                done.send(()).unwrap();
+            });
+            let skipped = finished.recv_timeout(std::time::Duration::from_secs(10));
+            drop(locked);
+            assert!(skipped.is_ok(), "clear waited for the lock");
+        });
+    }
+    m.extend((0..100).map(|k| (k, k)));
+    let s = m.stats();
+    assert_eq!(
+        (s.len, s.snapshot_len, s.amended, s.dirty_len),
+        (100, 100, false, None)
+    );
+    assert!((0..100).all(|k| m.get(&k).is_some_and(|v| *v == k)));
+    assert_eq!(m.stats().promotions, 0);
 }
 
 #[test]
