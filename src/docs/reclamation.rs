@@ -49,6 +49,9 @@
 //! still holds that value is dropped with the value, when its epoch ends, rather than at once.
 //! A key removed while only the dirty map held it stays there as a tombstone, and is dropped
 //! once a rebuild has expunged it and the promotion after that has dropped the old snapshot.
+//! A `clear` that empties a pair in place (its keys all only in the dirty map) retires their
+//! values like any displaced value: they are freed at the pair's next snapshot publication,
+//! not at once.
 //!
 //! A freed value's memory goes to a small per-thread pool (at most 128 KiB per thread, handed
 //! back to the allocator when the thread exits) from which the thread's next writes allocate:
