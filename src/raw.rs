@@ -874,8 +874,9 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Go's `Clear`. A pair whose keys are all dirty-only (its read table is empty, as it is
-    /// after a clear) and at most [`MAX_CLEARED_IN_PLACE`] is cleared in place; otherwise the
-    /// old entries are orphaned, not changed, behind an empty published table.
+    /// after a clear) and whose dirty map has room for at most [`MAX_CLEARED_IN_PLACE`]
+    /// entries is cleared in place; otherwise the old entries are orphaned, not changed,
+    /// behind an empty published table.
     ///
     /// Without locking, it returns at once on a pair that holds no key for certain: one whose
     /// snapshot has an empty table and is not amended, or one cleared in place with no new
