@@ -884,13 +884,9 @@ impl<K, V> RawMap<K, V> {
     /// so a clear that reads it set comes before every such key: DESIGN.md, "Clear in
     /// place").
     pub(crate) fn clear(&self) {
-        if self.emptied.load(SeqCst) {
+        let Some(snapshot) = self.pin_unless_vacant() else {
             return;
-        }
-        let snapshot = self.read.load();
-        if snapshot.table.is_empty() && !snapshot.amended() {
-            return;
-        }
+        };
         self.locked(|dirty, garbage| {
             let current = self.current_locked(snapshot, garbage);
             if current.table.is_empty() && dirty.capacity() <= MAX_CLEARED_IN_PLACE {
@@ -960,11 +956,17 @@ impl<K, V> RawMap<K, V> {
     /// only the empty one a clear in place left: a bulk load may then replace the whole read
     /// table.
     pub(crate) fn is_vacant(&self) -> bool {
+        self.pin_unless_vacant().is_none()
+    }
+
+    /// A guard of the published snapshot, or `None` if the pair is vacant (see `is_vacant`),
+    /// which an emptied pair is known to be without loading one.
+    fn pin_unless_vacant(&self) -> Option<SnapshotGuard<Snapshot<K, V>>> {
         if self.emptied.load(SeqCst) {
-            return true;
+            return None;
         }
         let snapshot = self.read.load();
-        snapshot.table.is_empty() && !snapshot.amended()
+        (!snapshot.table.is_empty() || snapshot.amended()).then_some(snapshot)
     }
 
     /// Publishes `table` as the whole read table of a vacant map, not amended: every key is
