@@ -25,11 +25,14 @@ use std::marker::PhantomData;
 /// Lookups take `&mut self` and return plain `&V`s that live until the next call: the borrow
 /// checker stops the snapshot from changing under them.
 ///
-/// **It pins its snapshot between calls.** Like a held [`Ref`], the snapshot a `Reader`
-/// cached (and every value displaced after it was published) stays in memory until the
-/// `Reader` looks up again, calls [`refresh`](Self::refresh), or is dropped. A `Reader` that
-/// sits idle in a thread-local while other threads overwrite values holds that garbage: call
-/// `refresh` when a thread goes idle, or drop the `Reader`.
+/// **It pins its snapshots between calls.** Like a held [`Ref`], each snapshot a `Reader`
+/// cached (and every value of its pair displaced after it was published) stays in memory
+/// until the `Reader` looks up a key of that pair again, calls [`refresh`](Self::refresh),
+/// or is dropped. A lookup moves only its own key's pair (see
+/// [`Builder::pairs`](crate::Builder::pairs)): a `Reader` that only ever reads keys of some
+/// pairs keeps the others' snapshots from when it last refreshed. A `Reader` that sits idle
+/// in a thread-local while other threads overwrite values holds that garbage: call `refresh`
+/// when a thread goes idle (or now and then, if it reads few keys), or drop the `Reader`.
 ///
 /// A `Reader` is `Send` (create it on one thread, use it on another) but not `Sync`: it is a
 /// one-thread handle; give each thread its own.
@@ -76,9 +79,10 @@ impl<'a, K, V, S> Reader<'a, K, V, S> {
         }
     }
 
-    /// Moves to the map's current snapshot and lets go of the previous one (and of the value
-    /// kept from the last locked lookup), so the garbage it pinned can be freed. Lookups do
-    /// this themselves; call it when the thread goes idle.
+    /// Moves to the map's current snapshots and lets go of the previous ones (and of the
+    /// value kept from the last locked lookup), so the garbage they pinned can be freed.
+    /// Lookups do this themselves, for their own key's read/dirty pair only; call it when the
+    /// thread goes idle.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();
