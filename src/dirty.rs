@@ -111,14 +111,24 @@ impl<K, V> Dirty<K, V> {
             .max(self.min_promotion_misses)
     }
 
-    /// Looks a key up in the re-loaded snapshot, then in the dirty map.
-    pub(crate) fn locate<Q>(&self, snapshot: &Snapshot<K, V>, hash: u64, key: &Q) -> Located<K, V>
+    /// Looks a key up in the current snapshot, then in the dirty map. `read_missed`: the
+    /// caller already searched this very snapshot's table and did not find the key there
+    /// (tables do not change once published), so only the dirty map is searched.
+    pub(crate) fn locate<Q>(
+        &self,
+        snapshot: &Snapshot<K, V>,
+        read_missed: bool,
+        hash: u64,
+        key: &Q,
+    ) -> Located<K, V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        if let Some(entry) = snapshot.find(hash, key) {
-            return Located::Read(entry.clone());
+        if !read_missed {
+            if let Some(entry) = snapshot.find(hash, key) {
+                return Located::Read(entry.clone());
+            }
         }
         match self
             .table

@@ -121,24 +121,25 @@ impl<K, V> RawMap<K, V> {
         result
     }
 
-    /// The current snapshot, for a locked section: `pinned`, the guard the operation loaded
-    /// before locking, while it is still current, so that no second guard is loaded; else a
-    /// fresh one, and `pinned` goes to `garbage` (it may hold the last reference to its
-    /// snapshot, whose drop runs user `Drop`s). Publications happen only under the lock, so
-    /// the answer holds until unlocking. Call it first in the section: the current snapshot is
-    /// also held by the cell, so dropping its guard while unwinding from a panicking `Eq`
-    /// frees nothing under the lock.
+    /// The current snapshot, for a locked section, and whether it is `pinned`, the guard the
+    /// operation loaded before locking: that one while it is still current, so that no second
+    /// guard is loaded (and what the operation saw in its table still holds); else a fresh
+    /// one, and `pinned` goes to `garbage` (it may hold the last reference to its snapshot,
+    /// whose drop runs user `Drop`s). Publications happen only under the lock, so the answer
+    /// holds until unlocking. Call it first in the section: the current snapshot is also held
+    /// by the cell, so dropping its guard while unwinding from a panicking `Eq` frees nothing
+    /// under the lock.
     #[inline(always)]
     fn current_locked(
         &self,
         pinned: SnapshotGuard<Snapshot<K, V>>,
         garbage: &mut Garbage<K, V>,
-    ) -> SnapshotGuard<Snapshot<K, V>> {
+    ) -> (SnapshotGuard<Snapshot<K, V>>, bool) {
         if pinned.is_current() {
-            pinned
+            (pinned, true)
         } else {
             garbage.superseded = Some(pinned);
-            self.read.load()
+            (self.read.load(), false)
         }
     }
 
@@ -316,11 +317,11 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// Finds the entry of a key the snapshot `pinned` lacks, under the lock (Go's re-check),
-    /// counting a miss by `rule`, and a tombstone if the caller `deletes` (after unlocking) a
-    /// dirty-only key's value, whatever the slot holds now (see `Dirty::tombstones`). Holds the snapshot current under
-    /// the lock, which the caller keeps while it works on the entry so that the values it reads
-    /// stay alive.
+    /// Finds, under the lock, the entry of a key the table of the snapshot `pinned` lacks (the
+    /// caller searched it); counts a miss by `rule`, and a tombstone if the caller `deletes`
+    /// (after unlocking) a dirty-only key's value, whatever the slot holds now (see
+    /// `Dirty::tombstones`). Holds the snapshot current under the lock, which the caller keeps
+    /// while it works on the entry so that the values it reads stay alive.
     fn locate_locked<Q>(
         &self,
         pinned: SnapshotGuard<Snapshot<K, V>>,
@@ -334,8 +335,8 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
     {
         self.locked(|dirty, garbage| {
-            let snapshot = self.current_locked(pinned, garbage);
-            let located = dirty.locate(&snapshot, hash, key);
+            let (snapshot, read_missed) = self.current_locked(pinned, garbage);
+            let located = dirty.locate(&snapshot, read_missed, hash, key);
             let missed = Self::counts_miss(rule, &located, &snapshot);
             let entry = match located {
                 Located::Read(entry) => Some(entry),
@@ -376,9 +377,10 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// Go's `Load` after the snapshot could not answer: re-check and look in the dirty map
-    /// under the lock, counting a miss; stores the result in `found`. Out of line and cold,
-    /// so that the lock-free hit, inlined into callers, saves no registers for it. Into an
+    /// Go's `Load` after the table of the snapshot `pinned` lacked the key: re-check and look
+    /// in the dirty map under the lock, counting a miss; stores the result in `found`. Out of
+    /// line and cold, so that the lock-free hit, inlined into callers, saves no registers for
+    /// it. Into an
     /// out-parameter rather than returned: a returned four-word `Ref` comes back through a
     /// slot of the caller's frame, which the inlined hit then shared, so every hit stored its
     /// `Ref` there and copied it back out (9 instructions of a `get`'s 142 in a direct loop).
@@ -404,8 +406,10 @@ impl<K, V> RawMap<K, V> {
 
     /// The locked part of a store, the path Go's `Swap` and `LoadOrStore` share once the
     /// snapshot could not take the value (the key is not in it, or its entry is expunged):
-    /// the key is looked up again, an expunged entry goes back into the dirty map before
-    /// `attempt` runs on it, and a key neither map holds gets a new entry. `filled` says
+    /// the key is looked up again (in the dirty map only, if `lacks_key` says the caller found
+    /// no entry in `pinned`'s table and `pinned` is still current: a table does not change
+    /// once published), an expunged entry goes back into the dirty map before `attempt` runs
+    /// on it, and a key neither map holds gets a new entry. `filled` says
     /// whether an outcome of `attempt` stored into a deleted slot, which makes the key live
     /// again. The lock-free attempts stay in `insert` and `get_or_insert`: one shared path
     /// returning this tuple cost 16 more instructions per overwrite in the cost model. The
@@ -414,9 +418,9 @@ impl<K, V> RawMap<K, V> {
     fn store_locked<R>(
         &self,
         pinned: SnapshotGuard<Snapshot<K, V>>,
-        key: K,
+        lacks_key: bool,
         hash: u64,
-        value: V,
+        offered: (K, V),
         attempt: impl Fn(&Entry<K, V>, V) -> Result<R, V>,
         filled: impl Fn(&R) -> bool,
     ) -> (Landed<R, V>, Held<K, V>)
@@ -425,10 +429,12 @@ impl<K, V> RawMap<K, V> {
     {
         // Key and value stay out here until the locked lookup (`Eq`) is done, so that if it
         // panics they are dropped after the mutex is released.
-        let mut offered = Some((key, value));
+        let mut offered = Some(offered);
         self.locked(|dirty, garbage| {
-            let snapshot = self.current_locked(pinned, garbage);
-            let located = dirty.locate(&snapshot, hash, &offered.as_ref().expect("once").0);
+            let (snapshot, still_pinned) = self.current_locked(pinned, garbage);
+            let read_missed = lacks_key && still_pinned;
+            let key = &offered.as_ref().expect("once").0;
+            let located = dirty.locate(&snapshot, read_missed, hash, key);
             let (key, value) = offered.take().expect("once");
             // A store into a dirty-only key counts a miss, for `Swap` as well as Go's
             // `LoadOrStore`: otherwise a key that is only ever overwritten stays behind the
@@ -486,7 +492,7 @@ impl<K, V> RawMap<K, V> {
         // Retired before the snapshot guard and the duplicate key are dropped (either can run
         // user `Drop`s, see `retire_or_unpin`), so that a panic there leaks nothing.
         let snapshot = self.read.load();
-        let value = match snapshot.find(hash, &key) {
+        let (value, lacks_key) = match snapshot.find(hash, &key) {
             Some(entry) => match entry.try_swap(value) {
                 Ok(previous) => {
                     if previous.is_none() {
@@ -500,12 +506,18 @@ impl<K, V> RawMap<K, V> {
                     };
                     return self.retire_or_unpin(previous.ok_or(()), held).ok();
                 }
-                Err(expunged) => expunged,
+                Err(expunged) => (expunged, false),
             },
-            None => value,
+            None => (value, true),
         };
-        let (landed, held) =
-            self.store_locked(snapshot, key, hash, value, Entry::try_swap, Option::is_none);
+        let (landed, held) = self.store_locked(
+            snapshot,
+            lacks_key,
+            hash,
+            (key, value),
+            Entry::try_swap,
+            Option::is_none,
+        );
         let previous = match (landed, &held.entry) {
             (Landed::Existing(Some(previous)), Some(entry)) => Ok(Retiring::new(previous, entry)),
             _ => Err(()),
@@ -605,7 +617,7 @@ impl<K, V> RawMap<K, V> {
         K: Eq,
     {
         let snapshot = self.read.load();
-        let value = match snapshot.find(hash, &key) {
+        let (value, lacks_key) = match snapshot.find(hash, &key) {
             Some(entry) => match entry.try_load_or_store(value) {
                 Ok(outcome) => {
                     if let LoadedOrStored::Stored(_) = outcome {
@@ -618,13 +630,19 @@ impl<K, V> RawMap<K, V> {
                     };
                     return Self::loaded_or_stored(Landed::Existing(outcome), held);
                 }
-                Err(expunged) => expunged,
+                Err(expunged) => (expunged, false),
             },
-            None => value,
+            None => (value, true),
         };
         let stored = |outcome: &LoadedOrStored<V>| matches!(outcome, LoadedOrStored::Stored(_));
-        let (landed, held) =
-            self.store_locked(snapshot, key, hash, value, Entry::try_load_or_store, stored);
+        let (landed, held) = self.store_locked(
+            snapshot,
+            lacks_key,
+            hash,
+            (key, value),
+            Entry::try_load_or_store,
+            stored,
+        );
         Self::loaded_or_stored(landed, held)
     }
 
@@ -807,9 +825,9 @@ impl<K, V> RawMap<K, V> {
             let stored = |outcome: &LoadedOrStored<V>| matches!(outcome, LoadedOrStored::Stored(_));
             let (landed, mut held) = self.store_locked(
                 self.pin(),
-                key,
+                false,
                 hash,
-                value,
+                (key, value),
                 Entry::try_load_or_store,
                 stored,
             );
@@ -888,7 +906,7 @@ impl<K, V> RawMap<K, V> {
             return;
         };
         self.locked(|dirty, garbage| {
-            let current = self.current_locked(snapshot, garbage);
+            let (current, _) = self.current_locked(snapshot, garbage);
             if current.table.is_empty() && dirty.capacity() <= MAX_CLEARED_IN_PLACE {
                 self.clear_in_place(&current, dirty, garbage);
             } else {

@@ -3,7 +3,7 @@
 use crate::entry::value_of;
 use crate::pairs;
 use crate::snapshot::{Lookup, Snapshot};
-use crate::sync::Arc;
+use crate::sync::{guard_of, Arc};
 use crate::value_ref::Ref;
 use crate::DualMap;
 use std::borrow::Borrow;
@@ -193,8 +193,14 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let pair = self.map.pairs().of(hash);
-        pair.get_locked(pair.pin(), hash, key, &mut self.locked_hit);
+        let index = pairs::index(hash, self.mask);
+        // The snapshot this lookup searched: if it is no longer current, the lock holder
+        // searches the current one's table again.
+        let searched = guard_of(self.kept(index).clone());
+        self.map
+            .pairs()
+            .at(index)
+            .get_locked(searched, hash, key, &mut self.locked_hit);
         self.locked_hit.as_deref()
     }
 

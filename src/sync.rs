@@ -135,6 +135,11 @@ mod imp {
         }
     }
 
+    /// A guard of a snapshot already held by reference count.
+    pub(crate) fn guard_of<T>(snapshot: Arc<T>) -> SnapshotGuard<T> {
+        arc_swap::Guard::from_inner(snapshot)
+    }
+
     /// The pointer held by an atomic that this thread owns exclusively.
     pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
         *atomic.get_mut()
@@ -179,6 +184,10 @@ mod imp {
         pub(crate) fn swap(&self, value: Arc<T>) -> Arc<T> {
             std::mem::replace(&mut *self.0.lock().unwrap(), value)
         }
+    }
+
+    pub(crate) fn guard_of<T>(snapshot: Arc<T>) -> SnapshotGuard<T> {
+        snapshot
     }
 
     pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {

@@ -1402,6 +1402,29 @@ fn reader_never_answers_from_a_snapshot_older_than_one_seen() {
     );
 }
 
+/// A `Reader`'s lookup of a key only the dirty map holds races the promotion that moves the
+/// key into the read table. The reader searched its kept snapshot, then locks: the lock
+/// holder skips the read table only while that very snapshot is still current, so the key,
+/// present throughout, is found. Handing the locked lookup a guard loaded after the search
+/// instead (the current snapshot, whose table nobody searched) fails this model.
+#[test]
+fn reader_locked_lookup_vs_promotion() {
+    check("reader_locked_lookup_vs_promotion", 3, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 1);
+        promote(&map);
+        map.insert(2, 2); // only in the dirty map
+        let promoter = {
+            let map = map.clone();
+            thread::spawn(move || promote(&map))
+        };
+        let mut reader = map.reader();
+        assert_eq!(reader.get(&2), Some(&2), "a present key not found");
+        drop(reader);
+        promoter.join().unwrap();
+    });
+}
+
 /// An iterator item holds a value while a writer overwrites it, inserts a new key (a dirty
 /// rebuild and a new snapshot) and promotes (another one).
 #[test]
