@@ -5,11 +5,12 @@
 //!
 //! Call a *pin* anything that holds a read snapshot: a `Ref`, an iterator or one of its items,
 //! a `Reader` between two calls (for each pair, the snapshot of its last lookup of a key of
-//! that pair or of its last `refresh`), and every map operation while it runs (including time spent
-//! off the CPU or waiting for the mutex; the `Ref` an operation returns pins the snapshot its
-//! displaced value was retired to). Let `E_m` be the epoch of the oldest pinned snapshot. Each
-//! epoch keeps its successor alive and nothing keeps an older one, so the values waiting are
-//! those retired to `E_m` and later (plus, briefly, those of older epochs being freed):
+//! that pair or of its last `refresh`), and every map operation while it runs (including
+//! time spent off the CPU or waiting for the mutex; the `Ref` an operation returns pins the
+//! snapshot its displaced value was retired to). Let `E_m` be the epoch of the oldest pinned
+//! snapshot. Each epoch keeps its successor alive and nothing keeps an older one, so the
+//! values waiting are those retired to `E_m` and later (plus, briefly, those of older epochs
+//! being freed):
 //!
 //! ```text
 //! retired = (values retired to E_m before the pin loaded it) + (values retired since)   (1)
