@@ -12,7 +12,7 @@ use crate::filter::MissFilter;
 use crate::live_keys::LiveKeys;
 use crate::reclaim::Epoch;
 use crate::sync::{Arc, AtomicUsize, SeqCstFlag, SnapshotCell};
-use crate::table::Table;
+use crate::table::{ProbeStart, Table};
 use std::borrow::Borrow;
 use std::ptr::NonNull;
 
@@ -28,6 +28,8 @@ pub(crate) struct Snapshot<K, V> {
     /// keeps this snapshot check that it is still current with one load of memory it already
     /// holds, without touching the snapshot cell.
     superseded: SeqCstFlag,
+    /// Lets a lookup fetch its bucket's line early (large tables only).
+    probe_start: Option<ProbeStart>,
 }
 
 impl<K, V> Snapshot<K, V> {
@@ -39,6 +41,7 @@ impl<K, V> Snapshot<K, V> {
             epoch: Arc::new(Epoch::new(Arc::new(AtomicUsize::new(0)))),
             live: Arc::new(LiveKeys::default()),
             superseded: SeqCstFlag::new(),
+            probe_start: None,
         }
     }
 
@@ -57,6 +60,9 @@ impl<K, V> Snapshot<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        if let Some(start) = &self.probe_start {
+            start.prefetch(hash);
+        }
         self.table.entry_of(hash, key)
     }
 
@@ -127,6 +133,7 @@ pub(crate) fn publish<K, V>(
     let epoch = current.epoch.begin_successor();
     drop(current);
     cell.swap(Arc::new(Snapshot {
+        probe_start: ProbeStart::of(&next.table),
         table: next.table,
         filter: next.filter,
         epoch,
