@@ -54,9 +54,9 @@ const BUCKETS_SEARCHED: usize = 256;
 ///
 /// This relies on hashbrown's layout (bucket `i` at `(mask - i) * size_of::<T>()` bytes past
 /// the bucket of index `mask`), which hashbrown does not promise; if it changes, the prefetch
-/// fetches a useless line and nothing else goes wrong, and `tests::probe_start_is_where_
-/// hashbrown_keeps_buckets` fails. Only an address is kept, never a pointer: a prefetch is a
-/// hint that cannot fault and is never dereferenced.
+/// fetches a useless line and nothing else goes wrong, and
+/// `tests::probe_start_is_where_hashbrown_keeps_buckets` fails. Only an address is kept, never
+/// a pointer: a prefetch is a hint that cannot fault, and nothing reads through it.
 pub(crate) struct ProbeStart {
     /// The address of the bucket of index `mask`, the lowest of the array.
     lowest: usize,
@@ -82,13 +82,19 @@ impl ProbeStart {
         })
     }
 
+    /// The address of the bucket where hashbrown starts the probe of `hash`: `hash & mask`
+    /// (its `h1`), which lies `mask - (hash & mask)` buckets above the lowest, and that is
+    /// `!hash & mask`.
+    #[inline(always)]
+    fn first_bucket(&self, hash: u64) -> usize {
+        self.lowest
+            .wrapping_add((!hash as usize & self.mask) * BUCKET_BYTES)
+    }
+
     /// Asks the processor for the line of the bucket where the probe of `hash` starts.
     #[inline(always)]
     pub(crate) fn prefetch(&self, hash: u64) {
-        // hashbrown starts probing at `hash & mask` (its `h1`): the bucket `mask - that` places
-        // above the lowest, which `!hash & mask` is.
-        let offset = (!hash as usize & self.mask) * BUCKET_BYTES;
-        let line = ptr::without_provenance::<i8>(self.lowest.wrapping_add(offset));
+        let line = ptr::without_provenance::<i8>(self.first_bucket(hash));
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         // SAFETY: a prefetch reads nothing the program sees and never faults, whatever the
         // address; SSE, which it needs, is part of every x86-64 processor.
@@ -149,15 +155,34 @@ mod tests {
         assert!(table.num_buckets() >= PREFETCH_MIN_BUCKETS);
         let start = ProbeStart::of(&table).expect("a large table has a probe start");
         assert_eq!(start.mask, table.num_buckets() - 1);
-        let mut checked = 0;
+        let address = |index| {
+            table
+                .get_bucket(index)
+                .map(|bucket| ptr::from_ref(bucket) as usize)
+        };
+        let (mut checked, mut at_home) = (0, 0);
         for index in 0..table.num_buckets() {
-            if let Some(bucket) = table.get_bucket(index) {
-                let expected = start.lowest + (start.mask - index) * BUCKET_BYTES;
-                assert_eq!(ptr::from_ref(bucket) as usize, expected, "bucket {index}");
-                checked += 1;
+            let Some(found) = address(index) else {
+                continue;
+            };
+            assert_eq!(
+                found,
+                start.lowest + (start.mask - index) * BUCKET_BYTES,
+                "bucket {index}"
+            );
+            checked += 1;
+            // The prefetched line is that of the bucket the probe of this entry's hash starts at.
+            let hash = table.get_bucket(index).expect("occupied").hash;
+            if let Some(home) = address(hash as usize & start.mask) {
+                assert_eq!(start.first_bucket(hash), home, "hash {hash:#x}");
+                at_home += 1;
             }
         }
         assert_eq!(checked, 2_000);
+        assert!(
+            at_home >= 1_000,
+            "{at_home} entries' first buckets occupied"
+        );
     }
 
     #[test]
