@@ -1,7 +1,10 @@
 //! The live-key counter behind `len`.
 
-use crate::sync::{AtomicIsize, SeqCstFlag};
+use crate::sync::{AtomicIsize, SeqCstFlags};
 use std::sync::atomic::Ordering::Relaxed;
+
+/// The one flag of [`LiveKeys::cleared`].
+const CLEARED: u8 = 1;
 
 /// Live keys of one generation (the keys since the last `clear` that published an empty
 /// snapshot), and whether such a `clear` has ended it. A clear in place keeps the generation
@@ -14,14 +17,14 @@ pub(crate) struct LiveKeys {
     /// Set (`SeqCst`, under the map mutex) just before `clear` publishes the next generation:
     /// a [`View`](crate::View) that pinned this generation's snapshot checks it before it shows
     /// a key, since `clear` leaves the old entries and their values as they were.
-    cleared: SeqCstFlag,
+    cleared: SeqCstFlags,
 }
 
 impl Default for LiveKeys {
     fn default() -> Self {
         Self {
             count: AtomicIsize::new(0),
-            cleared: SeqCstFlag::new(),
+            cleared: SeqCstFlags::new(0),
         }
     }
 }
@@ -31,14 +34,14 @@ impl LiveKeys {
     /// generation is published.
     #[inline]
     pub(crate) fn clear(&self) {
-        self.cleared.set();
+        self.cleared.set(CLEARED);
     }
 
     /// True once a `clear` ended this generation: its keys are absent, whatever their entries
     /// still hold.
     #[inline]
     pub(crate) fn is_cleared(&self) -> bool {
-        self.cleared.is_set()
+        self.cleared.load() != 0
     }
 
     #[inline]

@@ -100,10 +100,26 @@ impl<'a, K, V, S> Reader<'a, K, V, S> {
         }
     }
 
-    /// The current snapshot of the pair of `hash`.
+    /// The current snapshot of the pair of `hash`, with the line where the probe of `hash`
+    /// starts already asked for (see [`Snapshot::lookup_prefetched`]).
     #[inline(always)]
     fn current_snapshot(&mut self, hash: u64) -> &Snapshot<K, V> {
-        self.current_snapshot_of(pairs::index(hash, self.mask))
+        let pair = pairs::index(hash, self.mask);
+        // One load and one branch for a hit on a current snapshot of a small table; anything
+        // else (a superseded snapshot, a table large enough to prefetch in) takes the general
+        // path. A raw pointer for the reason given in `current_snapshot_of`.
+        let kept = Arc::as_ptr(self.kept(pair));
+        // SAFETY: the `Arc` in `self.snapshots[pair]` keeps the snapshot alive, and nothing
+        // replaces it while the returned reference borrows `self` (only
+        // `move_to_current_snapshot`, through `&mut self`, does).
+        unsafe {
+            if (*kept).flags().is_plain() {
+                return &*kept;
+            }
+        }
+        let snapshot = self.current_snapshot_of(pair);
+        snapshot.prefetch(hash);
+        snapshot
     }
 
     /// The current snapshot of `pair` (below the pair count): the kept one while it is
@@ -174,7 +190,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.map.hash(key);
-        match self.current_snapshot(hash).lookup(hash, key) {
+        match self.current_snapshot(hash).lookup_prefetched(hash, key) {
             // SAFETY: the node was loaded after the cached snapshot was, and that snapshot
             // stays pinned while the returned reference borrows `self` (DESIGN.md,
             // "Reclamation").

@@ -5,7 +5,7 @@
 //! loom cannot look inside `arc_swap` or `parking_lot`; under loom the snapshot cell becomes a
 //! loom mutex around an `Arc`, which is stronger than `ArcSwap` (it orders every load and
 //! store), and the map mutex becomes loom's mutex. For the same reason a snapshot's
-//! "superseded" flag, a `SeqCst` `AtomicBool`, becomes a loom mutex around a `bool`: loom treats
+//! flags (its "superseded" flag), a `SeqCst` `AtomicU8`, become a loom mutex around a `u8`: loom treats
 //! `SeqCst` accesses as `AcqRel`, and the arguments that rest on the single total order of
 //! `SeqCst` operations (DESIGN.md, "Reclamation") need an order loom can model.
 
@@ -99,19 +99,20 @@ mod imp {
         }
     }
 
-    /// A flag set once, read and set with `SeqCst`.
-    pub(crate) struct SeqCstFlag(AtomicBool);
+    /// A few flags in one byte, read with one `SeqCst` load; a flag is only ever set, never
+    /// cleared.
+    pub(crate) struct SeqCstFlags(std::sync::atomic::AtomicU8);
 
-    impl SeqCstFlag {
-        pub(crate) fn new() -> Self {
-            Self(AtomicBool::new(false))
+    impl SeqCstFlags {
+        pub(crate) fn new(flags: u8) -> Self {
+            Self(std::sync::atomic::AtomicU8::new(flags))
         }
         #[inline]
-        pub(crate) fn is_set(&self) -> bool {
+        pub(crate) fn load(&self) -> u8 {
             self.0.load(SeqCst)
         }
-        pub(crate) fn set(&self) {
-            self.0.store(true, SeqCst);
+        pub(crate) fn set(&self, flags: u8) {
+            self.0.fetch_or(flags, SeqCst);
         }
     }
 
@@ -154,17 +155,17 @@ mod imp {
     };
     pub(crate) use loom::sync::Arc;
 
-    pub(crate) struct SeqCstFlag(loom::sync::Mutex<bool>);
+    pub(crate) struct SeqCstFlags(loom::sync::Mutex<u8>);
 
-    impl SeqCstFlag {
-        pub(crate) fn new() -> Self {
-            Self(loom::sync::Mutex::new(false))
+    impl SeqCstFlags {
+        pub(crate) fn new(flags: u8) -> Self {
+            Self(loom::sync::Mutex::new(flags))
         }
-        pub(crate) fn is_set(&self) -> bool {
+        pub(crate) fn load(&self) -> u8 {
             *self.0.lock().unwrap()
         }
-        pub(crate) fn set(&self) {
-            *self.0.lock().unwrap() = true;
+        pub(crate) fn set(&self, flags: u8) {
+            *self.0.lock().unwrap() |= flags;
         }
     }
 

@@ -57,6 +57,8 @@ const BUCKETS_SEARCHED: usize = 256;
 /// fetches a useless line and nothing else goes wrong, and
 /// `tests::probe_start_is_where_hashbrown_keeps_buckets` fails. Only an address is kept, never
 /// a pointer: a prefetch is a hint that cannot fault, and nothing reads through it.
+#[derive(Clone, Copy)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct ProbeStart {
     /// The address of the bucket of index `mask`, the lowest of the array.
     lowest: usize,
@@ -64,6 +66,9 @@ pub(crate) struct ProbeStart {
 }
 
 impl ProbeStart {
+    /// A placeholder for a table that has none; never used to prefetch.
+    pub(crate) const NONE: Self = Self { lowest: 0, mask: 0 };
+
     /// For a table that will not change any more (a published snapshot's): `None` when the
     /// table is small, or when none of the first buckets is occupied to locate the array by
     /// (the search is bounded, as this runs under the map mutex).

@@ -1225,6 +1225,32 @@ fn len_follows_every_transition() {
 }
 
 #[test]
+fn large_snapshots_prefetch_and_rotations_keep_their_probe_start() {
+    use crate::table::ProbeStart;
+    let mut m: Map<u32, u32> = one_pair().build();
+    // Enough keys for a table of `PREFETCH_MIN_BUCKETS`, few enough for Miri.
+    m.extend((0..4_000).map(|k| (k, k)));
+    let pair = m.pairs().at(0);
+    let first = pair.snapshot();
+    let start = ProbeStart::of(&first.table).expect("a large table");
+    assert_eq!(first.probe_start(), Some(start));
+    let rotations = m.stats().rotations;
+    let mut value = 0;
+    while m.stats().rotations == rotations {
+        value += 1;
+        m.insert(0, value);
+    }
+    let rotated = pair.snapshot();
+    assert!(!Arc::ptr_eq(&rotated, &first) && Arc::ptr_eq(&rotated.table, &first.table));
+    assert_eq!(rotated.probe_start(), Some(start));
+    assert!(!first.is_current() && rotated.is_current());
+    // Small tables prefetch nothing.
+    let mut small: Map<u32, u32> = one_pair().build();
+    small.extend((0..100).map(|k| (k, k)));
+    assert_eq!(small.pairs().at(0).snapshot().probe_start(), None);
+}
+
+#[test]
 fn retired_values_are_bounded_by_rotation() {
     let m = promoted(0..1);
     for i in 1..=10_000 {
