@@ -26,7 +26,7 @@ pub(crate) struct Snapshot<K, V> {
     pub(crate) live: Arc<LiveKeys>,
     /// [`SUPERSEDED`] and [`PREFETCHES`], in one byte so that a [`Reader`](crate::Reader)'s hit
     /// on a small table tests both with one load and one branch (cost model, 1k keys:
-    /// `Reader::get` 69 -> 67).
+    /// `Reader::get` 69 -> 68).
     flags: SeqCstFlags,
     /// Where a lookup's probe starts, when [`PREFETCHES`] is set; meaningless otherwise.
     probe_start: ProbeStart,
@@ -58,6 +58,12 @@ impl Flags {
     pub(crate) fn is_current(self) -> bool {
         self.0 & SUPERSEDED == 0
     }
+
+    /// Lookups in the snapshot prefetch their probe's first bucket ([`PREFETCHES`]).
+    #[inline(always)]
+    fn prefetches(self) -> bool {
+        self.0 & PREFETCHES != 0
+    }
 }
 
 impl<K, V> Snapshot<K, V> {
@@ -88,7 +94,7 @@ impl<K, V> Snapshot<K, V> {
     /// Asks for the line of the bucket where the probe of `hash` starts, if the table is large.
     #[inline(always)]
     pub(crate) fn prefetch(&self, hash: u64) {
-        if self.flags().0 & PREFETCHES != 0 {
+        if self.flags().prefetches() {
             self.probe_start.prefetch(hash);
         }
     }
@@ -96,7 +102,7 @@ impl<K, V> Snapshot<K, V> {
     /// The probe start lookups use, if they prefetch.
     #[cfg(test)]
     pub(crate) fn probe_start(&self) -> Option<ProbeStart> {
-        (self.flags().0 & PREFETCHES != 0).then_some(self.probe_start)
+        self.flags().prefetches().then_some(self.probe_start)
     }
 
     /// Looks `key` up in the snapshot's table.

@@ -4,10 +4,11 @@
 //! that under `cfg(dualmap_loom)` the whole algorithm runs on loom's models without mentioning loom.
 //! loom cannot look inside `arc_swap` or `parking_lot`; under loom the snapshot cell becomes a
 //! loom mutex around an `Arc`, which is stronger than `ArcSwap` (it orders every load and
-//! store), and the map mutex becomes loom's mutex. For the same reason a snapshot's
-//! flags (its "superseded" flag), a `SeqCst` `AtomicU8`, become a loom mutex around a `u8`: loom treats
-//! `SeqCst` accesses as `AcqRel`, and the arguments that rest on the single total order of
-//! `SeqCst` operations (DESIGN.md, "Reclamation") need an order loom can model.
+//! store), and the map mutex becomes loom's mutex. For the same reason a snapshot's flags
+//! byte (its "superseded" flag among them), a `SeqCst` `AtomicU8`, becomes a loom mutex around
+//! a `u8`: loom treats `SeqCst` accesses as `AcqRel`, and the arguments that rest on the
+//! single total order of `SeqCst` operations (DESIGN.md, "Reclamation") need an order loom
+//! can model.
 
 pub(crate) use imp::*;
 pub(crate) use mutex::*;

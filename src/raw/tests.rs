@@ -1226,6 +1226,7 @@ fn len_follows_every_transition() {
 
 #[test]
 fn large_snapshots_prefetch_and_rotations_keep_their_probe_start() {
+    use crate::sync::Arc as SyncArc; // the snapshot's own `Arc`, loom's under loom
     use crate::table::ProbeStart;
     let mut m: Map<u32, u32> = one_pair().build();
     // Enough keys for a table of `PREFETCH_MIN_BUCKETS`, few enough for Miri.
@@ -1241,7 +1242,7 @@ fn large_snapshots_prefetch_and_rotations_keep_their_probe_start() {
         m.insert(0, value);
     }
     let rotated = pair.snapshot();
-    assert!(!Arc::ptr_eq(&rotated, &first) && Arc::ptr_eq(&rotated.table, &first.table));
+    assert!(!SyncArc::ptr_eq(&rotated, &first) && SyncArc::ptr_eq(&rotated.table, &first.table));
     assert_eq!(rotated.probe_start(), Some(start));
     assert!(!first.is_current() && rotated.is_current());
     // Small tables prefetch nothing.
