@@ -1550,17 +1550,37 @@ fn the_filter_grows_with_the_dirty_map_and_never_hides_a_key() {
 
 #[test]
 fn the_new_keys_hashes_live_only_while_amended() {
+    use crate::dirty::KEPT_HASHES;
     let m = promoted(0..4);
-    for k in 10..200 {
+    let hashes = |m: &Map| {
+        let dirty = m.pairs().at(0).dirty.lock();
+        (dirty.new_key_hashes.len(), dirty.new_key_hashes.capacity())
+    };
+    let many = 10..10 + KEPT_HASHES as u32 + 50;
+    many.clone().for_each(|k| drop(m.insert(k, k)));
+    assert_eq!(hashes(&m).0, many.clone().count());
+    drop(m.iter()); // promotes
+    assert_eq!(
+        hashes(&m),
+        (0, 0),
+        "a long list is freed with the dirty map's cycle"
+    );
+    for k in 1_000..1_010 {
         m.insert(k, k);
     }
-    let hashes = |m: &Map| m.pairs().at(0).dirty.lock().new_key_hashes.capacity();
-    assert!(hashes(&m) >= 190);
-    drop(m.iter()); // promotes
-    assert_eq!(hashes(&m), 0, "freed with the dirty map's cycle");
+    assert_eq!(hashes(&m).0, 10);
+    drop(m.iter());
+    let (len, capacity) = hashes(&m);
+    assert_eq!(len, 0, "emptied with the dirty map's cycle");
+    assert!(
+        (10..=KEPT_HASHES).contains(&capacity),
+        "a short list's room is kept: {capacity}"
+    );
     m.insert(500, 5);
     m.clear();
-    assert_eq!(hashes(&m), 0, "freed by clear too");
+    let (len, capacity) = hashes(&m);
+    assert_eq!(len, 0, "emptied by clear too");
+    assert!(capacity <= KEPT_HASHES);
 }
 
 #[test]
