@@ -7,7 +7,7 @@
 //! entries, and published as the read snapshot at once: not amended, so every key is read
 //! lock-free from the start and no read counts a miss.
 
-use crate::entry::Entry;
+use crate::entry::SharedEntry;
 use crate::table::Table;
 use hashbrown::HashTable;
 
@@ -52,7 +52,7 @@ impl<K: Eq, V> BulkLoad<K, V> {
         let each = self.pairs.len().div_ceil(count);
         let mut tables: Vec<Table<K, V>> = (0..count).map(|_| Table::with_capacity(each)).collect();
         for (hash, key, value) in self.pairs {
-            let entry = Entry::new(key, hash, value);
+            let entry = SharedEntry::new(key, hash, value);
             tables[table_of(hash)].insert_absent(entry);
         }
         tables

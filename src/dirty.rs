@@ -1,7 +1,7 @@
 //! The state behind the map mutex: the dirty map, the miss counter, and what a locked section
 //! must drop only after unlocking.
 
-use crate::entry::Entry;
+use crate::entry::SharedEntry;
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, SnapshotGuard};
 use crate::table::Table;
@@ -79,9 +79,9 @@ pub(crate) struct Dirty<K, V> {
 /// Where a locked lookup found a key.
 pub(crate) enum Located<K, V> {
     /// In the read table (re-checked under the lock).
-    Read(Arc<Entry<K, V>>),
+    Read(SharedEntry<K, V>),
     /// Only in the dirty map.
-    Dirty(Arc<Entry<K, V>>),
+    Dirty(SharedEntry<K, V>),
     Absent,
 }
 
@@ -149,7 +149,7 @@ impl<K, V> Dirty<K, V> {
 
     /// Adds an entry that is in neither map yet, or an entry of the read table that was just
     /// unexpunged. The dirty map exists whenever this is called.
-    pub(crate) fn put(&mut self, entry: Arc<Entry<K, V>>) {
+    pub(crate) fn put(&mut self, entry: SharedEntry<K, V>) {
         let table = self
             .table
             .as_mut()
@@ -179,7 +179,7 @@ impl<K, V> Dirty<K, V> {
     /// alive), in which case they are dropped now and the table keeps its allocation.
     pub(crate) fn empty_in_place(
         &mut self,
-        expunge: impl FnMut(&Arc<Entry<K, V>>),
+        expunge: impl FnMut(&SharedEntry<K, V>),
     ) -> Option<Table<K, V>> {
         let table = self.table.as_mut()?;
         table.iter().for_each(expunge);

@@ -23,12 +23,12 @@
 //! anyway, so this costs nothing there.
 
 use crate::node_pool;
-use crate::sync::{exclusive_ptr, Arc, AtomicPtr};
+use crate::sync::{exclusive_ptr, AtomicPtr, AtomicUsize};
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
 
 /// A value written after the first: one heap node each, nothing but the value (a retired
 /// node is listed in a batch, not linked through itself, so retiring it never writes its
@@ -166,11 +166,12 @@ pub(crate) enum LoadedOrStored<V> {
     Stored(NonNull<V>),
 }
 
-/// One key of the map and its value slot. Shared (through `Arc`) by the read snapshot, the
-/// dirty map and any handle that reached it under the lock. The fields a lookup reads (`key`,
-/// `first`, `slot`) are laid out together (`repr(C)`), so they usually share a cache line.
-/// `first` comes before `slot`: a zero-sized first value then lies inside the entry, never at
-/// its end, where another allocation (a value node) could start at the same address.
+/// One key of the map and its value slot. Shared (through [`SharedEntry`]) by the read
+/// snapshot, the dirty map and any handle that reached it under the lock. The fields a lookup
+/// reads (`key`, `first`, `slot`) are laid out together (`repr(C)`), so they usually share a
+/// cache line. `first` comes before `slot`: a zero-sized first value then lies inside the
+/// entry, never at its end, where another allocation (a value node) could start at the same
+/// address.
 #[repr(C)]
 pub(crate) struct Entry<K, V> {
     pub(crate) hash: u64,
@@ -179,6 +180,8 @@ pub(crate) struct Entry<K, V> {
     /// still points here, or by its epoch (`drop_first`) once displaced.
     first: UnsafeCell<MaybeUninit<V>>,
     slot: AtomicPtr<V>,
+    /// How many [`SharedEntry`]s point here; the last one to go frees the entry.
+    shares: AtomicUsize,
     /// The entry owns the node its slot points to.
     _owns: PhantomData<ValueNode<V>>,
 }
@@ -194,26 +197,6 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for Entry<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for Entry<K, V> {}
 
 impl<K, V> Entry<K, V> {
-    /// A new entry holding `value` in place. The slot points into the entry, so it is set once
-    /// the entry is at its final address, before the `Arc` is shared.
-    pub(crate) fn new(key: K, hash: u64, value: V) -> Arc<Self> {
-        const {
-            assert!(
-                std::mem::offset_of!(Self, first) < size_of::<Self>(),
-                "the first value's address is inside the entry"
-            )
-        };
-        let entry = Arc::new(Self {
-            hash,
-            key,
-            first: UnsafeCell::new(MaybeUninit::new(value)),
-            slot: AtomicPtr::new(ptr::null_mut()),
-            _owns: PhantomData,
-        });
-        entry.slot.store(entry.first_ptr(), Relaxed);
-        entry
-    }
-
     /// The address of the first value.
     fn first_ptr(&self) -> *mut V {
         self.first.get().cast()
@@ -428,7 +411,7 @@ impl<K, V> Drop for Entry<K, V> {
     fn drop(&mut self) {
         let first = self.first_ptr();
         if let Slot::Value(value) = decode(exclusive_ptr(&mut self.slot)) {
-            // SAFETY: the last `Arc` of the entry is gone, so no map, snapshot or handle can
+            // SAFETY: the last `SharedEntry` is gone, so no map, snapshot or handle can
             // reach the entry, and a reader of the current value always holds one of those
             // (DESIGN.md, "Reclamation"). A displaced first value holds the entry alive until
             // its epoch dropped it, so the first value is live exactly when the slot points
@@ -440,6 +423,170 @@ impl<K, V> Drop for Entry<K, V> {
                     ValueNode::<V>::destroy(value.cast());
                 }
             }
+        }
+    }
+}
+
+/// A counted reference to an [`Entry`]: what `Arc<Entry>` was, with the count inside the entry
+/// and the memory from the writing thread's [node pool](crate::node_pool), so that an entry
+/// freed on a thread is reused by that thread's next new key instead of a call into the
+/// allocator each way (std's `Arc` takes no allocator on stable Rust). The count follows
+/// `Arc`'s rules: a clone is a `Relaxed` increment (the clone is made from a reference that
+/// already keeps the entry alive), and a drop an `AcqRel` decrement, so that the thread that
+/// frees the entry sees every other owner's use of it as done.
+pub(crate) struct SharedEntry<K, V> {
+    entry: NonNull<Entry<K, V>>,
+    /// Owns a share of the entry (for the drop check and auto traits).
+    _owns: PhantomData<Entry<K, V>>,
+}
+
+// SAFETY: as `Arc<Entry>`: a `SharedEntry` on another thread can read the entry through `&`
+// (needs `Entry: Sync`) and may be the last share and drop it there (needs `Entry: Send`).
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for SharedEntry<K, V> {}
+// SAFETY: as above: `&SharedEntry` gives `&Entry` and can be cloned into a `SharedEntry`.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for SharedEntry<K, V> {}
+
+impl<K, V> SharedEntry<K, V> {
+    /// A new entry holding `value` in place, in memory from the node pool. The slot points
+    /// into the entry, so it is set once the entry is at its final address, before it is
+    /// shared.
+    pub(crate) fn new(key: K, hash: u64, value: V) -> Self {
+        const {
+            assert!(
+                std::mem::offset_of!(Entry<K, V>, first) < size_of::<Entry<K, V>>(),
+                "the first value's address is inside the entry"
+            )
+        };
+        let entry = node_pool::allocate::<Entry<K, V>>();
+        // SAFETY: fresh memory for one `Entry`, owned by this thread until it is shared.
+        unsafe {
+            entry.as_ptr().write(Entry {
+                hash,
+                key,
+                first: UnsafeCell::new(MaybeUninit::new(value)),
+                slot: AtomicPtr::new(ptr::null_mut()),
+                shares: AtomicUsize::new(1),
+                _owns: PhantomData,
+            });
+        }
+        let entry = Self {
+            entry,
+            _owns: PhantomData,
+        };
+        entry.slot.store(entry.first_ptr(), Relaxed);
+        entry
+    }
+}
+
+impl<K, V> std::ops::Deref for SharedEntry<K, V> {
+    type Target = Entry<K, V>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Entry<K, V> {
+        // SAFETY: this share keeps the entry alive.
+        unsafe { self.entry.as_ref() }
+    }
+}
+
+impl<K, V> Clone for SharedEntry<K, V> {
+    #[inline]
+    fn clone(&self) -> Self {
+        let before = self.shares.fetch_add(1, Relaxed);
+        // As `Arc`: a count near overflow can only come from leaked shares; stop before it
+        // wraps and frees a live entry.
+        if before > isize::MAX as usize {
+            std::process::abort();
+        }
+        Self {
+            entry: self.entry,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Drop for SharedEntry<K, V> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.shares.fetch_sub(1, AcqRel) == 1 {
+            // SAFETY: this was the last share, and the decrement acquired every other
+            // owner's release of theirs: nothing can reach the entry any more.
+            unsafe { free_entry(self.entry) };
+        }
+    }
+}
+
+/// Drops an entry that no share points to any more and gives its memory back to the node
+/// pool, also when dropping the key or the value panics.
+///
+/// # Safety
+/// `entry` came from `SharedEntry::new`, and nothing can reach it any more.
+#[inline(never)]
+unsafe fn free_entry<K, V>(entry: NonNull<Entry<K, V>>) {
+    struct Release<K, V>(NonNull<Entry<K, V>>);
+    impl<K, V> Drop for Release<K, V> {
+        fn drop(&mut self) {
+            // SAFETY: the entry is dropped (or being unwound from) and unreachable.
+            unsafe { node_pool::release(self.0) };
+        }
+    }
+    let release = Release(entry);
+    // SAFETY: the caller's contract; the entry was initialised by `SharedEntry::new`. Drop glue
+    // drops every field even when `Entry::drop` or a field's drop panics.
+    unsafe { ptr::drop_in_place(entry.as_ptr()) };
+    drop(release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// Counts its drops in a shared cell, and panics when dropped if asked to.
+    struct Counted<'a> {
+        drops: &'a Cell<usize>,
+        panics: bool,
+    }
+
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.drops.set(self.drops.get() + 1);
+            assert!(!self.panics, "a panicking drop");
+        }
+    }
+
+    fn counted(drops: &Cell<usize>, panics: bool) -> Counted<'_> {
+        Counted { drops, panics }
+    }
+
+    #[test]
+    fn the_last_share_drops_the_key_and_the_value_once() {
+        let drops = Cell::new(0);
+        let entry = SharedEntry::new(counted(&drops, false), 7, counted(&drops, false));
+        let mut shares: Vec<_> = (0..3).map(|_| entry.clone()).collect();
+        assert_eq!(entry.shares.load(Relaxed), 4);
+        drop(entry);
+        shares.truncate(1);
+        assert_eq!((shares[0].shares.load(Relaxed), drops.get()), (1, 0));
+        assert_eq!(shares[0].hash, 7);
+        drop(shares);
+        assert_eq!(drops.get(), 2);
+    }
+
+    #[test]
+    fn a_panicking_key_or_value_drop_still_drops_the_other_and_frees_the_entry() {
+        // Miri reports the entry's memory if the unwinding leaks it.
+        for (key_panics, value_panics) in [(true, false), (false, true)] {
+            let drops = Cell::new(0);
+            let entry = SharedEntry::new(
+                counted(&drops, key_panics),
+                7,
+                counted(&drops, value_panics),
+            );
+            let share = entry.clone();
+            drop(entry);
+            assert!(catch_unwind(AssertUnwindSafe(|| drop(share))).is_err());
+            assert_eq!(drops.get(), 2, "key panics: {key_panics}");
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::batches::Batches;
 use crate::dirty::{Dirty, Garbage, Located};
-use crate::entry::{Entry, LoadedOrStored, OwnedValue, Updated};
+use crate::entry::{Entry, LoadedOrStored, OwnedValue, SharedEntry, Updated};
 use crate::filter::{MissFilter, MIN_KEYS};
 use crate::live_keys::LiveKeys;
 use crate::reclaim::{Epoch, Retiring};
@@ -43,7 +43,7 @@ struct Held<K, V> {
     /// The entry, when it was found under the lock: no snapshot may reach it, and this may be
     /// the last reference to one that a concurrent `clear` dropped with the dirty map (its
     /// drop drops the key).
-    entry: Option<Arc<Entry<K, V>>>,
+    entry: Option<SharedEntry<K, V>>,
     /// The caller's key, when the map already held an equal one.
     duplicate: Option<K>,
 }
@@ -535,9 +535,9 @@ impl<K, V> RawMap<K, V> {
         key: K,
         hash: u64,
         value: V,
-    ) -> Arc<Entry<K, V>> {
+    ) -> SharedEntry<K, V> {
         self.record_new_key_locked(dirty, garbage, snapshot, hash);
-        let entry = Entry::new(key, hash, value);
+        let entry = SharedEntry::new(key, hash, value);
         self.put_locked(dirty, entry.clone());
         snapshot.live.added();
         entry
@@ -546,7 +546,7 @@ impl<K, V> RawMap<K, V> {
     /// Adds an entry to the dirty map (see `Dirty::put`), ending an empty spell begun by a
     /// clear in place before the key can be found. The flag is read `Relaxed`, since only
     /// lock holders write it, and written only when set, so a new key pays a plain load.
-    fn put_locked(&self, dirty: &mut Dirty<K, V>, entry: Arc<Entry<K, V>>) {
+    fn put_locked(&self, dirty: &mut Dirty<K, V>, entry: SharedEntry<K, V>) {
         if self.emptied.load(Relaxed) {
             self.emptied.store(false, SeqCst);
         }
@@ -678,7 +678,7 @@ impl<K, V> RawMap<K, V> {
         rule: MissRule,
         deletes: bool,
         arg: A,
-        act: impl FnOnce(&Arc<Entry<K, V>>, &Snapshot<K, V>, A) -> Result<R, A>,
+        act: impl FnOnce(&SharedEntry<K, V>, &Snapshot<K, V>, A) -> Result<R, A>,
     ) -> (Result<R, A>, Held<K, V>)
     where
         K: Borrow<Q>,
@@ -705,7 +705,7 @@ impl<K, V> RawMap<K, V> {
     /// snapshot's generation; hands `reject` back otherwise.
     #[inline(always)]
     fn delete_if<F: FnMut(&V) -> bool>(
-        entry: &Arc<Entry<K, V>>,
+        entry: &SharedEntry<K, V>,
         snapshot: &Snapshot<K, V>,
         mut reject: F,
     ) -> Result<Retiring<K, V>, F> {
@@ -757,7 +757,7 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
         V: PartialEq,
     {
-        let swap = |entry: &Arc<Entry<K, V>>, _: &Snapshot<K, V>, new| {
+        let swap = |entry: &SharedEntry<K, V>, _: &Snapshot<K, V>, new| {
             let swapped = entry.compare_and_swap(expected, new);
             swapped.map(|displaced| Retiring::new(displaced, entry))
         };
@@ -786,7 +786,7 @@ impl<K, V> RawMap<K, V> {
 
     /// `update`'s act on an entry: `Err` hands the closure back if the key is deleted.
     fn update_entry<'u, F: FnMut(&V) -> V>(
-        entry: &Arc<Entry<K, V>>,
+        entry: &SharedEntry<K, V>,
         _: &Snapshot<K, V>,
         update: &'u mut F,
     ) -> Result<Stored<K, V>, &'u mut F> {

@@ -13,7 +13,7 @@
 //! has received [`RETIRED_PER_EPOCH`] values, the map publishes a fresh snapshot around the
 //! same table (a *rotation*) so that the full epoch can drain even when no promotion happens.
 
-use crate::entry::{Displaced, Entry, ValueNode};
+use crate::entry::{Displaced, SharedEntry, ValueNode};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
@@ -57,17 +57,17 @@ pub(crate) enum Retired<K, V> {
     Node(NonNull<ValueNode<V>>),
     /// An entry whose first value was displaced: the record holds a reference to the entry
     /// (so the value, inside it, stays alive) and drops the value in place when freed.
-    First(ManuallyDrop<Arc<Entry<K, V>>>),
+    First(ManuallyDrop<SharedEntry<K, V>>),
 }
 
 // SAFETY: a record owns a displaced value (and, for a first value, a reference to its entry)
-// and may free it on another thread: it needs what sending an `Arc<Entry>` needs. Nothing
+// and may free it on another thread: it needs what sending a `SharedEntry` needs. Nothing
 // reads a value through a record.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for Retired<K, V> {}
 
 impl<K, V> Retired<K, V> {
-    /// Drops the value and releases its memory (and, for a first value, the entry's `Arc`,
-    /// even if the value's `Drop` panics).
+    /// Drops the value and releases its memory (and, for a first value, the record's share
+    /// of the entry, even if the value's `Drop` panics).
     ///
     /// # Safety
     /// No thread can read the value any more (DESIGN.md, "Reclamation"), and each record is
@@ -152,7 +152,7 @@ impl<K, V> Retiring<K, V> {
     /// The record of a value displaced from `entry`: the node itself, or, for the entry's
     /// first value, a reference to the entry.
     #[inline(always)]
-    pub(crate) fn new(displaced: Displaced<V>, entry: &Arc<Entry<K, V>>) -> Self {
+    pub(crate) fn new(displaced: Displaced<V>, entry: &SharedEntry<K, V>) -> Self {
         match displaced {
             Displaced::Node(node) => Self {
                 record: Retired::Node(node),

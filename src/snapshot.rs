@@ -7,7 +7,7 @@
 //! Each snapshot also carries its reclamation epoch and the live-key counter of its
 //! generation (a generation lasts from one publishing `clear` to the next).
 
-use crate::entry::Entry;
+use crate::entry::SharedEntry;
 use crate::filter::MissFilter;
 use crate::live_keys::LiveKeys;
 use crate::reclaim::Epoch;
@@ -106,7 +106,7 @@ impl<K, V> Snapshot<K, V> {
     }
 
     /// Looks `key` up in the snapshot's table.
-    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&Arc<Entry<K, V>>>
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&SharedEntry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,

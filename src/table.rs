@@ -1,8 +1,7 @@
 //! The table both the read snapshot and the dirty map are made of: entries, found by their
 //! stored hash and key.
 
-use crate::entry::Entry;
-use crate::sync::Arc;
+use crate::entry::SharedEntry;
 use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::mem::size_of;
@@ -10,7 +9,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr;
 
 /// The table type of both the read snapshot and the dirty map: entries with their hash.
-pub(crate) struct Table<K, V>(HashTable<Arc<Entry<K, V>>>);
+pub(crate) struct Table<K, V>(HashTable<SharedEntry<K, V>>);
 
 impl<K, V> Table<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
@@ -18,7 +17,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// The entry of `key`.
-    pub(crate) fn entry_of<Q>(&self, hash: u64, key: &Q) -> Option<&Arc<Entry<K, V>>>
+    pub(crate) fn entry_of<Q>(&self, hash: u64, key: &Q) -> Option<&SharedEntry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -27,7 +26,7 @@ impl<K, V> Table<K, V> {
     }
 
     /// Inserts an entry known to be absent, rehashing with the stored hashes.
-    pub(crate) fn insert_absent(&mut self, entry: Arc<Entry<K, V>>) {
+    pub(crate) fn insert_absent(&mut self, entry: SharedEntry<K, V>) {
         self.insert_unique(entry.hash, entry, |entry| entry.hash);
     }
 }
@@ -36,8 +35,7 @@ impl<K, V> Table<K, V> {
 /// small enough to stay cached while it is in use, so a prefetch would only add instructions.
 const PREFETCH_MIN_BUCKETS: usize = 1 << 13;
 
-/// A bucket holds one `Arc`, a pointer (natively; loom's `Arc` is larger, and its tables get no
-/// [`ProbeStart`]).
+/// A bucket holds one [`SharedEntry`], a pointer.
 const BUCKET_BYTES: usize = size_of::<usize>();
 
 /// How many buckets [`ProbeStart::of`] looks at for an occupied one to find the bucket array.
@@ -74,7 +72,8 @@ impl ProbeStart {
     /// (the search is bounded, as this runs under the map mutex).
     pub(crate) fn of<K, V>(table: &Table<K, V>) -> Option<Self> {
         let buckets = table.num_buckets();
-        if buckets < PREFETCH_MIN_BUCKETS || size_of::<Arc<Entry<K, V>>>() != BUCKET_BYTES {
+        const { assert!(size_of::<SharedEntry<K, V>>() == BUCKET_BYTES) };
+        if buckets < PREFETCH_MIN_BUCKETS {
             return None;
         }
         let (index, bucket) =
@@ -118,7 +117,7 @@ impl<K, V> Clone for Table<K, V> {
 }
 
 impl<K, V> Deref for Table<K, V> {
-    type Target = HashTable<Arc<Entry<K, V>>>;
+    type Target = HashTable<SharedEntry<K, V>>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -148,7 +147,7 @@ mod tests {
         let mut table = Table::with_capacity(capacity);
         for key in 0..keys {
             let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            table.insert_absent(Entry::new(key, hash, key));
+            table.insert_absent(SharedEntry::new(key, hash, key));
         }
         table
     }

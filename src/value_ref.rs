@@ -1,8 +1,8 @@
 //! [`Ref`]: a handle to one value that pins its snapshot instead of holding a lock.
 
-use crate::entry::{value_of, Entry};
+use crate::entry::{value_of, SharedEntry};
 use crate::snapshot::Snapshot;
-use crate::sync::{Arc, SnapshotGuard};
+use crate::sync::SnapshotGuard;
 use std::fmt;
 use std::ops::Deref;
 use std::ptr::NonNull;
@@ -33,7 +33,7 @@ use std::ptr::NonNull;
 pub struct Ref<K, V> {
     pub(crate) value: NonNull<V>,
     /// Keeps alive an entry that was found in the dirty map, which no snapshot reaches.
-    pub(crate) _entry: Option<Arc<Entry<K, V>>>,
+    pub(crate) _entry: Option<SharedEntry<K, V>>,
     /// Keeps the value alive: either it is reachable from this snapshot, or it was displaced
     /// after this snapshot was loaded, and so goes to this snapshot's epoch or a later one.
     pub(crate) _snapshot: SnapshotGuard<Snapshot<K, V>>,
@@ -43,14 +43,14 @@ pub struct Ref<K, V> {
 // `V: Sync`); its other fields move with it and are `Send` under their own bounds.
 unsafe impl<K, V: Sync> Send for Ref<K, V>
 where
-    Option<Arc<Entry<K, V>>>: Send,
+    Option<SharedEntry<K, V>>: Send,
     SnapshotGuard<Snapshot<K, V>>: Send,
 {
 }
 // SAFETY: `&Ref` gives out `&V` only (needs `V: Sync`).
 unsafe impl<K, V: Sync> Sync for Ref<K, V>
 where
-    Option<Arc<Entry<K, V>>>: Sync,
+    Option<SharedEntry<K, V>>: Sync,
     SnapshotGuard<Snapshot<K, V>>: Sync,
 {
 }
