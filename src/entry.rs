@@ -167,21 +167,26 @@ pub(crate) enum LoadedOrStored<V> {
 }
 
 /// One key of the map and its value slot. Shared (through [`SharedEntry`]) by the read
-/// snapshot, the dirty map and any handle that reached it under the lock. The fields a lookup
-/// reads (`key`, `first`, `slot`) are laid out together (`repr(C)`), so they usually share a
-/// cache line. `first` comes before `slot`: a zero-sized first value then lies inside the
-/// entry, never at its end, where another allocation (a value node) could start at the same
-/// address.
+/// snapshot, the dirty map and any handle that reached it under the lock. Laid out in order
+/// (`repr(C)`) for the cache: `key` and `slot`, which every lookup and write reads, come
+/// first, in the entry's first 16 bytes (for a `u64` key), which never straddle two lines
+/// since the allocator aligns every block to 16; then `first`, which a hit on a key written
+/// once reads too, and `shares`, which the first overwrite or remove of a key increments;
+/// `hash`, read only when a table grows, last. (Cost model at 1M keys, against the order
+/// hash, key, first, slot, count: an overwrite 4.97 -> 4.72 lines, a remove 4.98 -> 4.72, a
+/// hit 3.25 either way, an iteration's value read 1.29 -> 1.54.) `first` is not last: a
+/// zero-sized first value then lies inside the entry, never at its end, where another
+/// allocation (a value node) could start at the same address.
 #[repr(C)]
 pub(crate) struct Entry<K, V> {
-    pub(crate) hash: u64,
     pub(crate) key: K,
+    slot: AtomicPtr<V>,
     /// The first value. Initialised at creation; dropped by `Entry::drop` while the slot
     /// still points here, or by its epoch (`drop_first`) once displaced.
     first: UnsafeCell<MaybeUninit<V>>,
-    slot: AtomicPtr<V>,
     /// How many [`SharedEntry`]s point here; the last one to go frees the entry.
     shares: AtomicUsize,
+    pub(crate) hash: u64,
     /// The entry owns the node its slot points to.
     _owns: PhantomData<ValueNode<V>>,
 }
