@@ -47,18 +47,9 @@ impl<V> ValueNode<V> {
     /// # Safety
     /// `node` came from `OwnedValue::new`, and no thread can reach it any more.
     pub(crate) unsafe fn destroy(node: NonNull<Self>) {
-        struct Release<V>(NonNull<ValueNode<V>>);
-        impl<V> Drop for Release<V> {
-            fn drop(&mut self) {
-                // SAFETY: the value is dropped (or being unwound from) and the node is
-                // unreachable (the caller's contract).
-                unsafe { node_pool::release(self.0) };
-            }
-        }
-        let release = Release(node);
-        // SAFETY: the caller's contract; the value was initialised by `OwnedValue::new`.
-        unsafe { ptr::drop_in_place(ptr::addr_of_mut!((*node.as_ptr()).value)) };
-        drop(release);
+        // SAFETY: the caller's contract; `OwnedValue::new` allocated the node from the pool
+        // and initialised its value.
+        unsafe { node_pool::destroy(node) };
     }
 }
 
@@ -514,31 +505,12 @@ impl<K, V> Drop for SharedEntry<K, V> {
     fn drop(&mut self) {
         if self.shares.fetch_sub(1, AcqRel) == 1 {
             // SAFETY: this was the last share, and the decrement acquired every other
-            // owner's release of theirs: nothing can reach the entry any more.
-            unsafe { free_entry(self.entry) };
+            // owner's release of theirs: nothing can reach the entry any more. It came from
+            // the pool in `SharedEntry::new`, initialised. Its key and value are dropped, and
+            // its memory goes back to the pool also if one of their drops panics.
+            unsafe { node_pool::destroy(self.entry) };
         }
     }
-}
-
-/// Drops an entry that no share points to any more and gives its memory back to the node
-/// pool, also when dropping the key or the value panics.
-///
-/// # Safety
-/// `entry` came from `SharedEntry::new`, and nothing can reach it any more.
-#[inline(never)]
-unsafe fn free_entry<K, V>(entry: NonNull<Entry<K, V>>) {
-    struct Release<K, V>(NonNull<Entry<K, V>>);
-    impl<K, V> Drop for Release<K, V> {
-        fn drop(&mut self) {
-            // SAFETY: the entry is dropped (or being unwound from) and unreachable.
-            unsafe { node_pool::release(self.0) };
-        }
-    }
-    let release = Release(entry);
-    // SAFETY: the caller's contract; the entry was initialised by `SharedEntry::new`. Drop glue
-    // drops every field even when `Entry::drop` or a field's drop panics.
-    unsafe { ptr::drop_in_place(entry.as_ptr()) };
-    drop(release);
 }
 
 #[cfg(test)]

@@ -151,6 +151,28 @@ pub(crate) unsafe fn release<T>(block: NonNull<T>) {
     }
 }
 
+/// Drops the `T` in a block from [`allocate`] and frees the block with [`release`], also
+/// when the `T`'s drop panics: the block is then released while unwinding.
+///
+/// # Safety
+/// `block` came from `allocate::<T>()`, holds an initialised `T`, and nothing reaches it any
+/// more.
+pub(crate) unsafe fn destroy<T>(block: NonNull<T>) {
+    struct Release<T>(NonNull<T>);
+    impl<T> Drop for Release<T> {
+        fn drop(&mut self) {
+            // SAFETY: the `T` is dropped (or being unwound from) and the block unreachable
+            // (the caller's contract).
+            unsafe { release(self.0) };
+        }
+    }
+    let release = Release(block);
+    // SAFETY: the caller's contract. Drop glue drops every field of the `T` even when its
+    // `Drop` or one field's panics.
+    unsafe { ptr::drop_in_place(block.as_ptr()) };
+    drop(release);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
