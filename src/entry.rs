@@ -446,6 +446,7 @@ impl<K, V> SharedEntry<K, V> {
     /// A new entry holding `value` in place, in memory from the node pool. The slot points
     /// into the entry, so it is set once the entry is at its final address, before it is
     /// shared.
+    #[inline]
     pub(crate) fn new(key: K, hash: u64, value: V) -> Self {
         const {
             assert!(

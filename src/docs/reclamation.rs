@@ -53,7 +53,9 @@
 //! values like any displaced value: they are freed at the pair's next snapshot publication,
 //! not at once.
 //!
-//! A freed value's memory goes to a small per-thread pool (at most 128 KiB per thread, handed
-//! back to the allocator when the thread exits) from which the thread's next writes allocate:
-//! an epoch frees its values in batches far larger than the system allocator's own per-thread
-//! cache, and this keeps an overwrite off the allocator's slow paths.
+//! A freed value's or entry's memory goes to the freeing thread's pool (at most 64 KiB per
+//! block size, handed back to the allocator when the thread exits) from which the thread's next
+//! writes allocate: an epoch frees its values in batches far larger than the system allocator's
+//! own per-thread cache, and this keeps an overwrite off the allocator's slow paths. What a
+//! thread frees beyond its pool goes, 32 KiB at a time, to a process-wide depot of at most
+//! 1 MiB, from which threads that allocate more than they free take it.
