@@ -139,8 +139,11 @@ impl RunInfo {
         let root = crate::workspace_root();
         let commit = match first_line("git", &["rev-parse", "--short", "HEAD"], Some(&root)) {
             Some(hash) => {
+                // The harness's own outputs, written before this report, are not changes to
+                // what was measured.
                 let dirty = Command::new("git")
-                    .args(["status", "--porcelain", "--untracked-files=no"])
+                    .args(["status", "--porcelain", "--untracked-files=no", "--", "."])
+                    .args([":!bench/results", ":!BENCHMARKS.md"])
                     .current_dir(&root)
                     .output()
                     .is_ok_and(|output| !output.stdout.is_empty());
