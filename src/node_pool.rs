@@ -138,6 +138,7 @@ static DEPOT: Mutex<Depot> = Mutex::new(Depot {
 /// lock it. A stale count only sends a thread to the lock, or to the allocator, once.
 static DEPOSITED: [AtomicUsize; CLASSES] = [const { AtomicUsize::new(0) }; CLASSES];
 
+/// The depot, locked.
 fn lock_depot() -> std::sync::MutexGuard<'static, Depot> {
     // Nothing panics while the lock is held but an allocation failure, which aborts.
     DEPOT
@@ -338,8 +339,10 @@ fn allocate_unpooled<T>() -> NonNull<T> {
     }
 }
 
-/// Frees memory from [`allocate`] whose `T` was dropped or moved out: into this thread's pool,
-/// or to the allocator when the pool is full or (at thread exit) gone.
+/// Frees memory from [`allocate`] whose `T` was dropped or moved out: into this thread's pool
+/// (whose surplus goes to the depot, and the depot's to the allocator), or to the allocator
+/// when the pool is gone (at thread exit) or nothing is pooled (under Miri, or a layout that
+/// no class holds).
 ///
 /// # Safety
 /// `block` came from `allocate::<T>()`, is not used afterwards, and holds no live `T`.
