@@ -117,7 +117,7 @@ impl<K, V> RawMap<K, V> {
     fn locked<R>(&self, section: impl FnOnce(&mut Dirty<K, V>, &mut Garbage<K, V>) -> R) -> R {
         let mut garbage = Garbage::default();
         let result = section(&mut self.dirty.lock(), &mut garbage);
-        drop(garbage);
+        garbage.drop_unlocked();
         result
     }
 
