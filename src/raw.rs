@@ -1,5 +1,5 @@
-//! The concurrent read/dirty map itself, on precomputed hashes. The public [`DualMap`]
-//! (crate::DualMap) only hashes keys and wraps results.
+//! The concurrent read/dirty map itself, on precomputed hashes. The public
+//! [`DualMap`](crate::DualMap) only hashes keys and wraps results.
 //!
 //! Every operation first tries the published snapshot without locking; it takes the mutex only
 //! for what Go's `sync.Map` locks for (a key the snapshot lacks while amended, a new key, an
