@@ -1,7 +1,8 @@
 //! The state behind the map mutex: the dirty map, the miss counter, and what a locked section
 //! must drop only after unlocking.
 
-use crate::entry::SharedEntry;
+use crate::entry::{ListedEntry, SharedEntry};
+use crate::reclaim::Orphans;
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, SnapshotGuard};
 use crate::table::Table;
@@ -71,6 +72,11 @@ pub(crate) struct Dirty<K, V> {
     /// place emptied the list of (their bits stay). The filter is full when this reaches its
     /// capacity.
     pub(crate) filtered: usize,
+    /// The entries the dirty rebuild removed as expunged, with the shares the dirty map took
+    /// over from the read table: that table, which still lists them, owns nothing any more,
+    /// so they are kept until it is replaced and then handed to the epoch of the last
+    /// snapshot that lists them (`Dirty::end_cycle`).
+    pub(crate) expunged: Vec<SharedEntry<K, V>>,
     pub(crate) promotions: u64,
     pub(crate) rebuilds: u64,
     pub(crate) rotations: u64,
@@ -94,6 +100,7 @@ impl<K, V> Dirty<K, V> {
             min_promotion_misses,
             new_key_hashes: Vec::new(),
             filtered: 0,
+            expunged: Vec::new(),
             promotions: 0,
             rebuilds: 0,
             rotations: 0,
@@ -134,7 +141,7 @@ impl<K, V> Dirty<K, V> {
     {
         if !read_missed {
             if let Some(entry) = snapshot.find(hash, key) {
-                return Located::Read(entry.clone());
+                return Located::Read(entry.share());
             }
         }
         match self
@@ -142,7 +149,7 @@ impl<K, V> Dirty<K, V> {
             .as_ref()
             .and_then(|table| table.entry_of(hash, key))
         {
-            Some(entry) => Located::Dirty(entry.clone()),
+            Some(entry) => Located::Dirty(entry.share()),
             None => Located::Absent,
         }
     }
@@ -157,10 +164,12 @@ impl<K, V> Dirty<K, V> {
         table.insert_absent(entry);
     }
 
-    /// Ends the dirty map's cycle (a promotion or a clear): takes the table, and empties the
-    /// new keys' hashes, which only an amended snapshot's filter needs. Their allocation is
-    /// kept for the next cycle up to [`KEPT_HASHES`] hashes and freed above that.
-    pub(crate) fn take_table(&mut self) -> Option<Table<K, V>> {
+    /// Ends the dirty map's cycle (a promotion or a clear, which replaces the read table):
+    /// takes the table, and the entries the rebuild expunged, as orphans for the epoch of the
+    /// current snapshot (see [`Orphans`]); empties the new keys' hashes, which only an amended
+    /// snapshot's filter needs. Their allocation is kept for the next cycle up to
+    /// [`KEPT_HASHES`] hashes and freed above that.
+    pub(crate) fn end_cycle(&mut self) -> (Option<Table<K, V>>, Orphans<K, V>) {
         if self.new_key_hashes.capacity() > KEPT_HASHES {
             self.new_key_hashes = Vec::new();
         } else {
@@ -168,7 +177,11 @@ impl<K, V> Dirty<K, V> {
         }
         self.filtered = 0;
         self.tombstones = 0;
-        self.table.take()
+        let orphans = Orphans {
+            entries: std::mem::take(&mut self.expunged),
+            ..Orphans::default()
+        };
+        (self.table.take(), orphans)
     }
 
     /// Empties the dirty map of an amended pair whose read table is empty, keeping the cycle
@@ -179,7 +192,7 @@ impl<K, V> Dirty<K, V> {
     /// alive), in which case they are dropped now and the table keeps its allocation.
     pub(crate) fn empty_in_place(
         &mut self,
-        expunge: impl FnMut(&SharedEntry<K, V>),
+        expunge: impl FnMut(&ListedEntry<K, V>),
     ) -> Option<Table<K, V>> {
         let table = self.table.as_mut()?;
         table.iter().for_each(expunge);
@@ -196,16 +209,17 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Builds the dirty map from the read table, expunging its tombstones (Go: `dirtyLocked`).
-    /// O(n), once per promotion cycle: cloning the table copies its buckets as they are (no
-    /// hashing, no probing), which costs less than half of inserting each surviving entry.
-    /// Only when the map is not amended, which is exactly when there is no dirty map.
+    /// O(n), once per promotion cycle: the dirty map copies the read table's buckets as they
+    /// are (no hashing, no probing) and takes over its shares (no entry's count changes),
+    /// then reads each entry's slot to expunge the tombstones. Only when the map is not
+    /// amended, which is exactly when there is no dirty map.
     pub(crate) fn rebuild_from(&mut self, read: &Table<K, V>) {
         debug_assert!(
-            self.table.is_none(),
+            self.table.is_none() && self.expunged.is_empty(),
             "a dirty map exists only while amended"
         );
-        let mut table = read.clone();
-        table.retain(|entry| !entry.try_expunge_locked());
+        let mut table = read.take_over_shares();
+        table.remove_into(|entry| entry.try_expunge_locked(), &mut self.expunged);
         self.table = Some(table);
         self.rebuilds += 1;
     }

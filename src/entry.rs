@@ -423,26 +423,27 @@ impl<K, V> Drop for Entry<K, V> {
     }
 }
 
-/// A counted reference to an [`Entry`]: what `Arc<Entry>` was, with the count inside the entry
-/// and the memory from the writing thread's [node pool](crate::node_pool), so that an entry
-/// freed on a thread is reused by that thread's next new key instead of a call into the
-/// allocator each way (std's `Arc` takes no allocator on stable Rust). The count follows
-/// `Arc`'s rules: a clone is a `Relaxed` increment (the clone is made from a reference that
-/// already keeps the entry alive), and a drop an `AcqRel` decrement, so that the thread that
-/// frees the entry sees every other owner's use of it as done.
-pub(crate) struct SharedEntry<K, V> {
+/// An entry as a table lists it: its address alone, copied bit for bit when a table's buckets
+/// are copied. Whether a listing holds one of the entry's shares is its table's business
+/// (`Table`'s `owns`), not the listing's: that is how a dirty rebuild takes over the shares of
+/// the read table it copies without touching a single entry. Reading through a listing is
+/// sound while its table can be read: the entry's share is then held by that table, by a
+/// table that took the shares over, or by an epoch that a reader of that table pins
+/// (DESIGN.md, "Reclamation").
+pub(crate) struct ListedEntry<K, V> {
     entry: NonNull<Entry<K, V>>,
-    /// Owns a share of the entry (for the drop check and auto traits).
-    _owns: PhantomData<Entry<K, V>>,
+    /// Reads the entry (for the drop check and auto traits).
+    _entry: PhantomData<Entry<K, V>>,
 }
 
-// SAFETY: as `Arc<Entry>`: a `SharedEntry` on another thread can read the entry through `&`
-// (needs `Entry: Sync`) and may be the last share and drop it there (needs `Entry: Send`).
-unsafe impl<K: Send + Sync, V: Send + Sync> Send for SharedEntry<K, V> {}
-// SAFETY: as above: `&SharedEntry` gives `&Entry` and can be cloned into a `SharedEntry`.
-unsafe impl<K: Send + Sync, V: Send + Sync> Sync for SharedEntry<K, V> {}
+// SAFETY: as `SharedEntry` below, whose share a listing may stand for: another thread reads
+// the entry through `&` (needs `Entry: Sync`), and the table owning the share may drop it
+// there (needs `Entry: Send`).
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for ListedEntry<K, V> {}
+// SAFETY: as above: `&ListedEntry` gives `&Entry` and a new share.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for ListedEntry<K, V> {}
 
-impl<K, V> SharedEntry<K, V> {
+impl<K, V> ListedEntry<K, V> {
     /// The address of the entry's count, which dropping a share updates: for a prefetch
     /// ahead of that drop (`Table`'s drop). Only an address: nothing reads through it.
     #[inline(always)]
@@ -450,6 +451,61 @@ impl<K, V> SharedEntry<K, V> {
         ptr::from_ref(&self.shares).cast()
     }
 
+    /// A new share of the entry, which the listing keeps alive meanwhile. As `Arc`: a
+    /// `Relaxed` increment, made from a reference that already keeps the entry alive.
+    #[inline]
+    pub(crate) fn share(&self) -> SharedEntry<K, V> {
+        let before = self.shares.fetch_add(1, Relaxed);
+        // As `Arc`: a count near overflow can only come from leaked shares; stop before it
+        // wraps and frees a live entry.
+        if before > isize::MAX as usize {
+            std::process::abort();
+        }
+        SharedEntry(Self { ..*self })
+    }
+
+    /// The share this listing stood for, as a `SharedEntry` that drops it.
+    ///
+    /// # Safety
+    /// The caller owns that share (the listing came from a table that owns its shares, and
+    /// leaves it now) and hands it over to nobody else.
+    #[inline]
+    pub(crate) unsafe fn into_shared(self) -> SharedEntry<K, V> {
+        SharedEntry(self)
+    }
+}
+
+impl<K, V> Clone for ListedEntry<K, V> {
+    /// Another listing of the entry, standing for no share of its own: only tables copy
+    /// listings (hashbrown clones a table's buckets through this).
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        Self { ..*self }
+    }
+}
+
+impl<K, V> std::ops::Deref for ListedEntry<K, V> {
+    type Target = Entry<K, V>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Entry<K, V> {
+        // SAFETY: a listing is read only while its table can be read, which keeps the entry
+        // alive (see the type's documentation), or as part of a `SharedEntry`, whose share
+        // does.
+        unsafe { self.entry.as_ref() }
+    }
+}
+
+/// A counted reference to an [`Entry`]: what `Arc<Entry>` was, with the count inside the entry
+/// and the memory from the writing thread's [node pool](crate::node_pool), so that an entry
+/// freed on a thread is reused by that thread's next new key instead of a call into the
+/// allocator each way (std's `Arc` takes no allocator on stable Rust). The count follows
+/// `Arc`'s rules: a clone is a `Relaxed` increment (the clone is made from a reference that
+/// already keeps the entry alive), and a drop an `AcqRel` decrement, so that the thread that
+/// frees the entry sees every other owner's use of it as done.
+pub(crate) struct SharedEntry<K, V>(ListedEntry<K, V>);
+
+impl<K, V> SharedEntry<K, V> {
     /// A new entry holding `value` in place, in memory from the node pool. The slot points
     /// into the entry, so it is set once the entry is at its final address, before it is
     /// shared.
@@ -473,38 +529,36 @@ impl<K, V> SharedEntry<K, V> {
                 _owns: PhantomData,
             });
         }
-        let entry = Self {
+        let entry = Self(ListedEntry {
             entry,
-            _owns: PhantomData,
-        };
+            _entry: PhantomData,
+        });
         entry.slot.store(entry.first_ptr(), Relaxed);
         entry
+    }
+
+    /// This share, as a listing in a table that owns its shares.
+    #[inline]
+    pub(crate) fn into_listed(self) -> ListedEntry<K, V> {
+        let listed = self.0.clone();
+        std::mem::forget(self);
+        listed
     }
 }
 
 impl<K, V> std::ops::Deref for SharedEntry<K, V> {
-    type Target = Entry<K, V>;
+    type Target = ListedEntry<K, V>;
 
     #[inline(always)]
-    fn deref(&self) -> &Entry<K, V> {
-        // SAFETY: this share keeps the entry alive.
-        unsafe { self.entry.as_ref() }
+    fn deref(&self) -> &ListedEntry<K, V> {
+        &self.0
     }
 }
 
 impl<K, V> Clone for SharedEntry<K, V> {
     #[inline]
     fn clone(&self) -> Self {
-        let before = self.shares.fetch_add(1, Relaxed);
-        // As `Arc`: a count near overflow can only come from leaked shares; stop before it
-        // wraps and frees a live entry.
-        if before > isize::MAX as usize {
-            std::process::abort();
-        }
-        Self {
-            entry: self.entry,
-            _owns: PhantomData,
-        }
+        self.0.share()
     }
 }
 
@@ -516,7 +570,7 @@ impl<K, V> Drop for SharedEntry<K, V> {
             // owner's release of theirs: nothing can reach the entry any more. It came from
             // the pool in `SharedEntry::new`, initialised. Its key and value are dropped, and
             // its memory goes back to the pool also if one of their drops panics.
-            unsafe { node_pool::destroy(self.entry) };
+            unsafe { node_pool::destroy(self.0.entry) };
         }
     }
 }

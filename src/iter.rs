@@ -3,7 +3,7 @@
 //! The iterator owns one `Arc` of the snapshot it walks and shares it with the items it yields
 //! through an `Rc`, so an item costs two non-atomic increments and no shared write.
 
-use crate::entry::SharedEntry;
+use crate::entry::ListedEntry;
 use crate::pairs::Pairs;
 use crate::raw::RawMap;
 use crate::snapshot::Snapshot;
@@ -84,7 +84,7 @@ pub struct Iter<'a, K, V> {
 /// The walk of one pair's snapshot.
 struct PairIter<'a, K, V> {
     /// Borrows the table inside the pinned snapshot; declared first so it is dropped first.
-    entries: hashbrown::hash_table::Iter<'a, SharedEntry<K, V>>,
+    entries: hashbrown::hash_table::Iter<'a, ListedEntry<K, V>>,
     /// The snapshot, shared with the items. A pair whose table is empty gets no walk, so
     /// iterating an empty map allocates nothing (golang/go#62404).
     pin: SharedPin<'a>,

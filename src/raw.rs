@@ -8,10 +8,10 @@
 
 use crate::batches::Batches;
 use crate::dirty::{Dirty, Garbage, Located};
-use crate::entry::{Entry, LoadedOrStored, OwnedValue, SharedEntry, Updated};
+use crate::entry::{Entry, ListedEntry, LoadedOrStored, OwnedValue, SharedEntry, Updated};
 use crate::filter::{MissFilter, MIN_KEYS};
 use crate::live_keys::LiveKeys;
-use crate::reclaim::{Epoch, Retiring};
+use crate::reclaim::{Epoch, Orphans, Retiring};
 use crate::snapshot::{publish, Lookup, Publication, Snapshot};
 use crate::sync::{Arc, AtomicBool, Mutex, SnapshotCell, SnapshotGuard};
 use crate::table::Table;
@@ -145,15 +145,21 @@ impl<K, V> RawMap<K, V> {
 
     /// Promotes the dirty map to be the read table (Go: `missLocked` reaching its threshold,
     /// and `Range` on an amended map).
+    /// The replaced read table owns nothing (the rebuild took its shares over); the entries
+    /// the rebuild expunged, which it still lists, go to the current epoch.
     fn promote(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
-        let Some(table) = dirty.take_table() else {
+        if dirty.table.is_none() {
             return;
+        }
+        let (Some(table), orphans) = dirty.end_cycle() else {
+            unreachable!("checked above")
         };
         let live = self.read.load().live.clone();
         garbage.snapshot = Some(self.publish(Publication {
             table: Arc::new(table),
             filter: None,
             live,
+            orphans,
         }));
         dirty.misses = 0;
         dirty.promotions += 1;
@@ -602,6 +608,7 @@ impl<K, V> RawMap<K, V> {
             table: snapshot.table.clone(),
             filter: Some(Arc::new(filter)),
             live: snapshot.live.clone(),
+            orphans: Orphans::default(),
         }));
     }
 
@@ -678,7 +685,7 @@ impl<K, V> RawMap<K, V> {
         rule: MissRule,
         deletes: bool,
         arg: A,
-        act: impl FnOnce(&SharedEntry<K, V>, &Snapshot<K, V>, A) -> Result<R, A>,
+        act: impl FnOnce(&ListedEntry<K, V>, &Snapshot<K, V>, A) -> Result<R, A>,
     ) -> (Result<R, A>, Held<K, V>)
     where
         K: Borrow<Q>,
@@ -705,7 +712,7 @@ impl<K, V> RawMap<K, V> {
     /// snapshot's generation; hands `reject` back otherwise.
     #[inline(always)]
     fn delete_if<F: FnMut(&V) -> bool>(
-        entry: &SharedEntry<K, V>,
+        entry: &ListedEntry<K, V>,
         snapshot: &Snapshot<K, V>,
         mut reject: F,
     ) -> Result<Retiring<K, V>, F> {
@@ -757,7 +764,7 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
         V: PartialEq,
     {
-        let swap = |entry: &SharedEntry<K, V>, _: &Snapshot<K, V>, new| {
+        let swap = |entry: &ListedEntry<K, V>, _: &Snapshot<K, V>, new| {
             let swapped = entry.compare_and_swap(expected, new);
             swapped.map(|displaced| Retiring::new(displaced, entry))
         };
@@ -786,7 +793,7 @@ impl<K, V> RawMap<K, V> {
 
     /// `update`'s act on an entry: `Err` hands the closure back if the key is deleted.
     fn update_entry<'u, F: FnMut(&V) -> V>(
-        entry: &SharedEntry<K, V>,
+        entry: &ListedEntry<K, V>,
         _: &Snapshot<K, V>,
         update: &'u mut F,
     ) -> Result<Stored<K, V>, &'u mut F> {
@@ -911,11 +918,20 @@ impl<K, V> RawMap<K, V> {
                 self.clear_in_place(&current, dirty, garbage);
             } else {
                 current.live.clear();
-                garbage.table = dirty.take_table();
+                // Older snapshots still read the replaced tables' entries: the read table,
+                // which may own them, and the dirty map, which owns the shares of the read
+                // table it was rebuilt from, go to the current epoch (DESIGN.md,
+                // "Reclamation").
+                let (table, orphans) = dirty.end_cycle();
                 garbage.snapshot = Some(self.publish(Publication {
                     table: Arc::new(Table::with_capacity(0)),
                     filter: None,
                     live: Arc::new(LiveKeys::default()),
+                    orphans: Orphans {
+                        read: Some(current.table.clone()),
+                        dirty: table,
+                        ..orphans
+                    },
                 }));
             }
             dirty.misses = 0;
@@ -996,8 +1012,8 @@ impl<K, V> RawMap<K, V> {
         // The empty dirty map of a clear in place, if any: the published snapshot is not
         // amended, and no entry is dropped.
         let dirty = self.dirty.get_mut();
-        let emptied = dirty.take_table();
-        debug_assert!(emptied.is_none_or(|table| table.is_empty()));
+        let (emptied, orphans) = dirty.end_cycle();
+        debug_assert!(emptied.as_ref().is_none_or(|table| table.is_empty()));
         dirty.misses = 0;
         let current = self.read.load();
         current.live.add(table.len());
@@ -1005,6 +1021,10 @@ impl<K, V> RawMap<K, V> {
             table: Arc::new(table),
             filter: None,
             live: current.live.clone(),
+            orphans: Orphans {
+                dirty: emptied,
+                ..orphans
+            },
         });
         drop(current);
         drop(replaced);
@@ -1054,9 +1074,17 @@ impl<K, V> RawMap<K, V> {
 
 impl<K, V> Drop for RawMap<K, V> {
     /// Hands every batch to the last epoch, which lives on while a `Ref` or an iterator pins
-    /// an epoch before it and is freed with the snapshot otherwise.
+    /// an epoch before it and is freed with the snapshot otherwise; so do the read table and
+    /// the dirty map, which an older snapshot's table may rely on for its entries.
     fn drop(&mut self) {
-        self.hand_over_all(&self.read.load().epoch);
+        let current = self.read.load();
+        self.hand_over_all(&current.epoch);
+        let (dirty, orphans) = self.dirty.get_mut().end_cycle();
+        current.epoch.adopt(Orphans {
+            read: Some(current.table.clone()),
+            dirty,
+            ..orphans
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `rayon` feature: parallel iteration over a map ([`DualMap::par_iter`]) or a view
 //! ([`View::par_iter`]), with Go's `Range` semantics per item.
 
-use crate::entry::SharedEntry;
+use crate::entry::ListedEntry;
 use crate::raw::RawMap;
 use crate::snapshot::Snapshot;
 use crate::sync::Arc;
@@ -92,7 +92,7 @@ pub struct ParItem<K, V> {
 }
 
 impl<K, V> ParItem<K, V> {
-    fn new(entry: &SharedEntry<K, V>, snapshot: &Arc<Snapshot<K, V>>) -> Option<Self> {
+    fn new(entry: &ListedEntry<K, V>, snapshot: &Arc<Snapshot<K, V>>) -> Option<Self> {
         Some(Self {
             key: (&entry.key).into(),
             value: entry.load()?,

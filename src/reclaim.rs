@@ -13,8 +13,9 @@
 //! has received [`RETIRED_PER_EPOCH`] values, the map publishes a fresh snapshot around the
 //! same table (a *rotation*) so that the full epoch can drain even when no promotion happens.
 
-use crate::entry::{Displaced, SharedEntry, ValueNode};
+use crate::entry::{Displaced, ListedEntry, SharedEntry, ValueNode};
 use crate::sync::{Arc, AtomicUsize, Mutex};
+use crate::table::Table;
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::Relaxed;
@@ -152,14 +153,14 @@ impl<K, V> Retiring<K, V> {
     /// The record of a value displaced from `entry`: the node itself, or, for the entry's
     /// first value, a reference to the entry.
     #[inline(always)]
-    pub(crate) fn new(displaced: Displaced<V>, entry: &SharedEntry<K, V>) -> Self {
+    pub(crate) fn new(displaced: Displaced<V>, entry: &ListedEntry<K, V>) -> Self {
         match displaced {
             Displaced::Node(node) => Self {
                 record: Retired::Node(node),
                 value: node.cast(),
             },
             Displaced::First(value) => Self {
-                record: Retired::First(ManuallyDrop::new(entry.clone())),
+                record: Retired::First(ManuallyDrop::new(entry.share())),
                 value,
             },
         }
@@ -171,10 +172,43 @@ impl<K, V> Retiring<K, V> {
     }
 }
 
-/// The values handed to one epoch, and how many.
+/// Entries that a publication takes out of the read view while older snapshots may still
+/// read them: the epoch of the snapshot being replaced adopts them ([`Epoch::adopt`]), and
+/// they are dropped with it, once no snapshot up to that one is pinned. A snapshot's table
+/// may own nothing (a dirty rebuild took its shares over), so its entries are kept alive by
+/// the tables and orphans that hold their shares (DESIGN.md, "Reclamation").
+pub(crate) struct Orphans<K, V> {
+    /// The replaced read table, kept until then because its drop may drop shares that an
+    /// older snapshot's table (one that owns nothing) relies on.
+    pub(crate) read: Option<Arc<Table<K, V>>>,
+    /// A dirty map that a clear discards: it owns the shares of the read table it was
+    /// rebuilt from.
+    pub(crate) dirty: Option<Table<K, V>>,
+    /// Entries the dirty rebuild expunged, whose shares it took over from the read table.
+    pub(crate) entries: Vec<SharedEntry<K, V>>,
+}
+
+impl<K, V> Orphans<K, V> {
+    fn is_empty(&self) -> bool {
+        self.read.is_none() && self.dirty.is_none() && self.entries.is_empty()
+    }
+}
+
+impl<K, V> Default for Orphans<K, V> {
+    fn default() -> Self {
+        Self {
+            read: None,
+            dirty: None,
+            entries: Vec::new(),
+        }
+    }
+}
+
+/// What one epoch has been handed: values, how many, and orphaned entries.
 struct Received<K, V> {
     batches: Vec<Vec<Retired<K, V>>>,
     values: usize,
+    orphans: Vec<Orphans<K, V>>,
 }
 
 /// One reclamation epoch, owned by one published snapshot and by its predecessor epoch.
@@ -195,6 +229,7 @@ impl<K, V> Epoch<K, V> {
             received: Mutex::new(Received {
                 batches: Vec::new(),
                 values: 0,
+                orphans: Vec::new(),
             }),
             successor: Mutex::new(None),
             outstanding,
@@ -234,6 +269,17 @@ impl<K, V> Epoch<K, V> {
     }
 }
 
+impl<K, V> Epoch<K, V> {
+    /// Takes over `orphans`, to drop them when this epoch is dropped. Only under the map
+    /// mutex, from the publication that takes them out of the read view, while this epoch's
+    /// snapshot is the current one: every snapshot that can list them is this one or older.
+    pub(crate) fn adopt(&self, orphans: Orphans<K, V>) {
+        if !orphans.is_empty() {
+            self.received.lock().orphans.push(orphans);
+        }
+    }
+}
+
 impl<K, V> Drop for Epoch<K, V> {
     fn drop(&mut self) {
         // Counted off per batch (`FreeingBatch`): counted off per value, the counter's
@@ -241,6 +287,8 @@ impl<K, V> Drop for Epoch<K, V> {
         // key). The batches are freed by dropping them: if a value's `Drop` panics, the glue
         // of the outer vector goes on with the remaining batches while unwinding.
         let outstanding = &*self.outstanding;
+        // Dropped after the values, also while unwinding from one of theirs.
+        let orphans = std::mem::take(&mut self.received.get_mut().orphans);
         let batches: Vec<FreeingBatch<'_, K, V>> =
             std::mem::take(&mut self.received.get_mut().batches)
                 .into_iter()
@@ -249,6 +297,7 @@ impl<K, V> Drop for Epoch<K, V> {
                 .map(|batch| unsafe { FreeingBatch::new(batch, outstanding) })
                 .collect();
         drop(batches);
+        drop(orphans);
         // Drop the chain of successors iteratively: a thread that pinned a very old snapshot
         // may release thousands of epochs at once.
         let mut next = self.successor.get_mut().take();

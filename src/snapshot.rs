@@ -7,10 +7,10 @@
 //! Each snapshot also carries its reclamation epoch and the live-key counter of its
 //! generation (a generation lasts from one publishing `clear` to the next).
 
-use crate::entry::SharedEntry;
+use crate::entry::ListedEntry;
 use crate::filter::MissFilter;
 use crate::live_keys::LiveKeys;
-use crate::reclaim::Epoch;
+use crate::reclaim::{Epoch, Orphans};
 use crate::sync::{Arc, AtomicUsize, SeqCstFlags, SnapshotCell};
 use crate::table::{ProbeStart, Table};
 use std::borrow::Borrow;
@@ -106,7 +106,7 @@ impl<K, V> Snapshot<K, V> {
     }
 
     /// Looks `key` up in the snapshot's table.
-    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&SharedEntry<K, V>>
+    pub(crate) fn find<Q>(&self, hash: u64, key: &Q) -> Option<&ListedEntry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -170,6 +170,8 @@ pub(crate) struct Publication<K, V> {
     pub(crate) table: Arc<Table<K, V>>,
     pub(crate) filter: Option<Arc<MissFilter>>,
     pub(crate) live: Arc<LiveKeys>,
+    /// What the replaced snapshot's epoch adopts: entries leaving the read view.
+    pub(crate) orphans: Orphans<K, V>,
 }
 
 impl<K, V> Publication<K, V> {
@@ -179,18 +181,20 @@ impl<K, V> Publication<K, V> {
             table: current.table.clone(),
             filter: current.filter.clone(),
             live: current.live.clone(),
+            orphans: Orphans::default(),
         }
     }
 }
 
-/// Publishes a new snapshot with a fresh epoch linked after the current one. Only under the
-/// map mutex. Returns the replaced snapshot, which the caller must drop after unlocking:
+/// Publishes a new snapshot with a fresh epoch linked after the current one, after the current
+/// epoch adopted the publication's orphans. Only under the map mutex. Returns the replaced snapshot, which the caller must drop after unlocking:
 /// dropping it may drop keys and values, which runs user code.
 pub(crate) fn publish<K, V>(
     cell: &SnapshotCell<Snapshot<K, V>>,
     next: Publication<K, V>,
 ) -> Arc<Snapshot<K, V>> {
     let current = cell.load();
+    current.epoch.adopt(next.orphans);
     current.flags.set(SUPERSEDED);
     let epoch = current.epoch.begin_successor();
     // A rotation republishes the same table: its probe start is known.

@@ -1,23 +1,44 @@
 //! The table both the read snapshot and the dirty map are made of: entries, found by their
 //! stored hash and key.
 
-use crate::entry::SharedEntry;
+use crate::entry::{ListedEntry, SharedEntry};
+use crate::sync::AtomicBool;
+use hashbrown::hash_table::Drain;
 use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::mem::size_of;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::ptr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
-/// The table type of both the read snapshot and the dirty map: entries with their hash.
-pub(crate) struct Table<K, V>(HashTable<SharedEntry<K, V>>);
+/// The table type of both the read snapshot and the dirty map: entries, listed with their
+/// hash.
+///
+/// A table made by [`with_capacity`](Self::with_capacity) owns one share of each entry it
+/// lists, and drops them when it is dropped. A dirty rebuild copies the read table's
+/// listings and takes those shares over ([`take_over_shares`](Self::take_over_shares)): the
+/// read table then owns nothing, and its drop frees only its buckets. So a promotion cycle
+/// neither counts every entry up when the dirty map is built nor counts it down when the
+/// replaced read table goes (DESIGN.md, "Reclamation", says who keeps an entry alive for a
+/// reader of a table that owns nothing).
+pub(crate) struct Table<K, V> {
+    listed: HashTable<ListedEntry<K, V>>,
+    /// Whether this table owns its entries' shares; cleared once, under the map mutex, when a
+    /// dirty rebuild takes them over. The table's last owner reads it when dropping the
+    /// table, after the `Arc` count's acquire: `Relaxed` would do, `Acquire` says so.
+    owns: AtomicBool,
+}
 
 impl<K, V> Table<K, V> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self(HashTable::with_capacity(capacity))
+        Self {
+            listed: HashTable::with_capacity(capacity),
+            owns: AtomicBool::new(true),
+        }
     }
 
     /// The entry of `key`.
-    pub(crate) fn entry_of<Q>(&self, hash: u64, key: &Q) -> Option<&SharedEntry<K, V>>
+    pub(crate) fn entry_of<Q>(&self, hash: u64, key: &Q) -> Option<&ListedEntry<K, V>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -25,9 +46,79 @@ impl<K, V> Table<K, V> {
         self.find(hash, |entry| entry.key.borrow() == key)
     }
 
-    /// Inserts an entry known to be absent, rehashing with the stored hashes.
+    /// Inserts an entry known to be absent, rehashing with the stored hashes; the table owns
+    /// the share from now on.
     pub(crate) fn insert_absent(&mut self, entry: SharedEntry<K, V>) {
-        self.insert_unique(entry.hash, entry, |entry| entry.hash);
+        debug_assert!(self.owns.load(Relaxed), "only tables that own gain entries");
+        self.listed
+            .insert_unique(entry.hash, entry.into_listed(), |entry| entry.hash);
+    }
+
+    /// A copy of this table, bucket for bucket (no hashing, no probing, no entry read), which
+    /// takes over this table's shares: this table owns nothing from now on. For the dirty
+    /// rebuild, under the map mutex, from the current read table, which owns its shares until
+    /// then (a table that owns nothing is never rebuilt from: a dirty map exists until the
+    /// read table is replaced).
+    pub(crate) fn take_over_shares(&self) -> Self {
+        debug_assert!(self.owns.load(Relaxed), "shares are taken over once");
+        let copy = Self {
+            listed: self.listed.clone(),
+            owns: AtomicBool::new(true),
+        };
+        self.owns.store(false, Relaxed);
+        copy
+    }
+
+    /// Removes the entries for which `remove` is true, and hands their shares to `removed`.
+    /// Only on a table that owns them (a dirty map).
+    pub(crate) fn remove_into(
+        &mut self,
+        mut remove: impl FnMut(&ListedEntry<K, V>) -> bool,
+        removed: &mut Vec<SharedEntry<K, V>>,
+    ) {
+        debug_assert!(self.owns.load(Relaxed));
+        self.listed.retain(|entry| {
+            if !remove(entry) {
+                return true;
+            }
+            // SAFETY: this table owns the listing's share, and the listing leaves it now: the
+            // share goes to `removed` alone.
+            removed.push(unsafe { entry.clone().into_shared() });
+            false
+        });
+    }
+
+    /// Removes every entry, dropping the shares this table owns, and keeps the allocation.
+    pub(crate) fn clear(&mut self) {
+        self.drain_shares().for_each(drop);
+    }
+
+    /// Removes every entry, each as the share this table owned.
+    fn drain_shares(&mut self) -> DrainedShares<'_, K, V> {
+        debug_assert!(self.owns.load(Relaxed));
+        DrainedShares(self.listed.drain())
+    }
+}
+
+/// The listings of a table that owns its shares, being removed: each comes out as the
+/// share it stood for. If dropping one panics, the rest are dropped while unwinding (a
+/// drain's own drop would forget them: a listing owns nothing by itself).
+struct DrainedShares<'a, K, V>(Drain<'a, ListedEntry<K, V>>);
+
+impl<K, V> Iterator for DrainedShares<'_, K, V> {
+    type Item = SharedEntry<K, V>;
+
+    #[inline]
+    fn next(&mut self) -> Option<SharedEntry<K, V>> {
+        // SAFETY: made only by `Table::drain_shares`, from a table that owns its shares; each
+        // listing leaves the table here, once, and its share goes to the caller alone.
+        self.0.next().map(|entry| unsafe { entry.into_shared() })
+    }
+}
+
+impl<K, V> Drop for DrainedShares<'_, K, V> {
+    fn drop(&mut self) {
+        self.for_each(drop);
     }
 }
 
@@ -35,7 +126,7 @@ impl<K, V> Table<K, V> {
 /// small enough to stay cached while it is in use, so a prefetch would only add instructions.
 const PREFETCH_MIN_BUCKETS: usize = 1 << 13;
 
-/// A bucket holds one [`SharedEntry`], a pointer.
+/// A bucket holds one [`ListedEntry`], a pointer.
 const BUCKET_BYTES: usize = size_of::<usize>();
 
 /// How many buckets [`ProbeStart::of`] looks at for an occupied one to find the bucket array.
@@ -72,7 +163,7 @@ impl ProbeStart {
     /// (the search is bounded, as this runs under the map mutex).
     pub(crate) fn of<K, V>(table: &Table<K, V>) -> Option<Self> {
         let buckets = table.num_buckets();
-        const { assert!(size_of::<SharedEntry<K, V>>() == BUCKET_BYTES) };
+        const { assert!(size_of::<ListedEntry<K, V>>() == BUCKET_BYTES) };
         if buckets < PREFETCH_MIN_BUCKETS {
             return None;
         }
@@ -120,29 +211,18 @@ fn prefetch_line(address: *const i8) {
 /// that share: the misses of that many entries overlap instead of following one another.
 const DROP_LOOKAHEAD: usize = 8;
 
-impl<K, V> Clone for Table<K, V> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
+/// Reading only: every change goes through the methods above, which keep the shares counted.
 impl<K, V> Deref for Table<K, V> {
-    type Target = HashTable<SharedEntry<K, V>>;
+    type Target = HashTable<ListedEntry<K, V>>;
     fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl<K, V> DerefMut for Table<K, V> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        &self.listed
     }
 }
 
 impl<K, V> Drop for Table<K, V> {
-    /// `HashTable`'s own drop stops at the first entry whose drop panics (a key's or value's
-    /// `Drop`) and leaks the rest with the allocation; a drain's drop carries on with the
-    /// remaining entries while that panic unwinds, so every entry is dropped once.
+    /// A table that owns nothing frees its buckets. One that owns its shares drops them
+    /// through a drain, whose drop carries on with the remaining entries while a panicking
+    /// key's or value's `Drop` unwinds, so every share is dropped once.
     ///
     /// Each share dropped updates its entry's count, a cache miss apiece in a large table
     /// (the replaced table of every promotion is dropped so), so the drain of a large table
@@ -150,13 +230,16 @@ impl<K, V> Drop for Table<K, V> {
     /// holding the shares in between in a ring, which unwinding drops too. A table too small
     /// for a [`ProbeStart`] stays cached and skips the ring (9 instructions an entry).
     fn drop(&mut self) {
-        if self.0.num_buckets() < PREFETCH_MIN_BUCKETS {
-            self.0.drain().for_each(drop);
+        if !self.owns.load(Acquire) {
+            return;
+        }
+        if self.listed.num_buckets() < PREFETCH_MIN_BUCKETS {
+            self.clear();
             return;
         }
         let mut ring: [Option<SharedEntry<K, V>>; DROP_LOOKAHEAD] =
             [const { None }; DROP_LOOKAHEAD];
-        for (index, entry) in self.0.drain().enumerate() {
+        for (index, entry) in self.drain_shares().enumerate() {
             prefetch_line(entry.count_address());
             drop(ring[index % DROP_LOOKAHEAD].replace(entry));
         }

@@ -1,7 +1,7 @@
 //! [`View`]: the map's snapshots pinned for a while, to read and iterate through plain
 //! references that may cross threads and `.await` points.
 
-use crate::entry::{value_of, SharedEntry};
+use crate::entry::{value_of, ListedEntry};
 use crate::pairs;
 use crate::raw::RawMap;
 use crate::snapshot::{Lookup, Snapshot};
@@ -208,7 +208,7 @@ pub struct ViewIter<'v, K, V> {
 
 type PairWalk<'v, K, V> = (
     &'v Snapshot<K, V>,
-    hashbrown::hash_table::Iter<'v, SharedEntry<K, V>>,
+    hashbrown::hash_table::Iter<'v, ListedEntry<K, V>>,
 );
 
 impl<'v, K, V> Iterator for ViewIter<'v, K, V> {
@@ -254,7 +254,7 @@ impl<'v, K, V> ViewIter<'v, K, V> {
 #[cfg(feature = "rayon")]
 pub(crate) unsafe fn present_in<'s, K, V>(
     snapshot: &'s Snapshot<K, V>,
-    entry: &'s SharedEntry<K, V>,
+    entry: &'s ListedEntry<K, V>,
 ) -> Option<(&'s K, &'s V)> {
     if snapshot.live.is_cleared() {
         return None;
@@ -267,7 +267,7 @@ pub(crate) unsafe fn present_in<'s, K, V>(
 ///
 /// # Safety
 /// The entry belongs to a snapshot that stays pinned for as long as it is borrowed.
-pub(crate) unsafe fn present<K, V>(entry: &SharedEntry<K, V>) -> Option<(&K, &V)> {
+pub(crate) unsafe fn present<K, V>(entry: &ListedEntry<K, V>) -> Option<(&K, &V)> {
     let value = entry.load()?;
     // SAFETY: the value was loaded after its snapshot was pinned, and the caller keeps that
     // snapshot, so the epoch any displacement of the value retires to, pinned for as long

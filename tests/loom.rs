@@ -935,6 +935,30 @@ fn hold_and_check(tracker: &Tracker, value: &Tracked) {
     tracker.release(id);
 }
 
+/// Runs a reader, which reads key 1 if present and holds its value across a scheduling point,
+/// against `writer`; then drops the map and checks every value was dropped once.
+fn reader_vs_writer(
+    map: Arc<Map<Tracked>>,
+    tracker: &Arc<Tracker>,
+    writer: impl FnOnce(&Map<Tracked>) + Send + 'static,
+) {
+    let reader = {
+        let (map, tracker) = (map.clone(), tracker.clone());
+        thread::spawn(move || {
+            if let Some(value) = map.get(&1) {
+                hold_and_check(&tracker, &value);
+            }
+        })
+    };
+    let writer = {
+        let map = map.clone();
+        thread::spawn(move || writer(&map))
+    };
+    reader.join().unwrap();
+    writer.join().unwrap();
+    finish(map, tracker);
+}
+
 /// Drops the map (the model's last handle) and checks every value was dropped exactly once.
 fn finish(map: Arc<Map<Tracked>>, tracker: &Tracker) {
     let map = Arc::try_unwrap(map)
@@ -1051,27 +1075,13 @@ fn reclamation_remove_vs_reader() {
         promote(&map);
         let new_key = tracked(&tracker); // id 1
 
-        let reader = {
-            let (map, tracker) = (map.clone(), tracker.clone());
-            thread::spawn(move || {
-                if let Some(value) = map.get(&1) {
-                    hold_and_check(&tracker, &value);
-                }
-            })
-        };
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || {
-                assert!(map.insert(2, new_key).is_none());
-                let removed = map.remove(&1).expect("key 1 was present");
-                assert_eq!(read_id(&removed), 0);
-                drop(removed);
-                assert_eq!(map.iter().count(), 1);
-            })
-        };
-        reader.join().unwrap();
-        writer.join().unwrap();
-        finish(map, &tracker);
+        reader_vs_writer(map, &tracker, move |map| {
+            assert!(map.insert(2, new_key).is_none());
+            let removed = map.remove(&1).expect("key 1 was present");
+            assert_eq!(read_id(&removed), 0);
+            drop(removed);
+            assert_eq!(map.iter().count(), 1);
+        });
     });
 }
 
@@ -1086,27 +1096,13 @@ fn reclamation_dirty_only_key() {
         map.insert(1, tracked(&tracker)); // id 0; dirty {1}
         let again = tracked(&tracker); // id 1
 
-        let reader = {
-            let (map, tracker) = (map.clone(), tracker.clone());
-            thread::spawn(move || {
-                if let Some(value) = map.get(&1) {
-                    hold_and_check(&tracker, &value);
-                }
-            })
-        };
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || {
-                let removed = map.remove(&1).expect("key 1 was present");
-                assert_eq!(read_id(&removed), 0);
-                drop(removed);
-                assert!(map.insert(1, again).is_none());
-                assert_eq!(map.iter().count(), 1);
-            })
-        };
-        reader.join().unwrap();
-        writer.join().unwrap();
-        finish(map, &tracker);
+        reader_vs_writer(map, &tracker, move |map| {
+            let removed = map.remove(&1).expect("key 1 was present");
+            assert_eq!(read_id(&removed), 0);
+            drop(removed);
+            assert!(map.insert(1, again).is_none());
+            assert_eq!(map.iter().count(), 1);
+        });
     });
 }
 
@@ -1122,24 +1118,10 @@ fn reclamation_dirty_only_key_vs_clear() {
         map.insert(2, tracked(&tracker)); // id 1; dirty {1, 2}
         let again = tracked(&tracker); // id 2
 
-        let reader = {
-            let (map, tracker) = (map.clone(), tracker.clone());
-            thread::spawn(move || {
-                if let Some(value) = map.get(&1) {
-                    hold_and_check(&tracker, &value);
-                }
-            })
-        };
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || {
-                map.clear();
-                assert!(map.insert(1, again).is_none());
-            })
-        };
-        reader.join().unwrap();
-        writer.join().unwrap();
-        finish(map, &tracker);
+        reader_vs_writer(map, &tracker, move |map| {
+            map.clear();
+            assert!(map.insert(1, again).is_none());
+        });
     });
 }
 
@@ -1154,26 +1136,54 @@ fn reclamation_clear_vs_reader() {
         promote(&map);
         let again = tracked(&tracker); // id 1
 
-        let reader = {
-            let (map, tracker) = (map.clone(), tracker.clone());
-            thread::spawn(move || {
-                if let Some(value) = map.get(&1) {
-                    hold_and_check(&tracker, &value);
-                }
-            })
-        };
-        let writer = {
-            let map = map.clone();
-            thread::spawn(move || {
-                map.clear();
-                assert!(map.insert(1, again).is_none());
-                assert_eq!(map.iter().count(), 1);
-            })
-        };
-        reader.join().unwrap();
-        writer.join().unwrap();
-        finish(map, &tracker);
+        reader_vs_writer(map, &tracker, move |map| {
+            map.clear();
+            assert!(map.insert(1, again).is_none());
+            assert_eq!(map.iter().count(), 1);
+        });
     });
+}
+
+/// A reader holds a `Ref` to key 1's first value, which lives inside its entry, while a
+/// writer inserts key 2: the dirty rebuild takes over the shares of the read table the reader
+/// may have pinned, which from then on owns nothing. The writer then either promotes and
+/// clears the map (the promoted table, which holds the entry's share now, is replaced) or
+/// clears it while amended (the dirty map, which holds it, is discarded), and inserts key 1
+/// again. The entry, and so the value, must live until the reader lets go: the epoch of the
+/// replaced snapshot adopts what held the share.
+fn taken_over_shares_vs_reader(promote_first: bool) {
+    let tracker = Arc::new(Tracker::default());
+    let map = Arc::new(new_map::<Tracked>());
+    map.insert(1, tracked(&tracker)); // id 0, the entry's first value
+    promote(&map);
+    let (new_key, again) = (tracked(&tracker), tracked(&tracker)); // ids 1, 2
+
+    reader_vs_writer(map, &tracker, move |map| {
+        assert!(map.insert(2, new_key).is_none()); // the rebuild takes the shares over
+        if promote_first {
+            promote(map);
+        }
+        map.clear();
+        assert!(map.insert(1, again).is_none());
+    });
+}
+
+#[test]
+fn reclamation_taken_over_shares_vs_promotion_and_clear() {
+    check(
+        "reclamation_taken_over_shares_vs_promotion_and_clear",
+        5,
+        || taken_over_shares_vs_reader(true),
+    );
+}
+
+#[test]
+fn reclamation_taken_over_shares_vs_clear_while_amended() {
+    check(
+        "reclamation_taken_over_shares_vs_clear_while_amended",
+        5,
+        || taken_over_shares_vs_reader(false),
+    );
 }
 
 /// Rotation: the epoch of the current snapshot already holds `RETIRED_PER_EPOCH - 1` retired

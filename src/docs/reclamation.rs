@@ -17,7 +17,10 @@
 //! came from *and every value retired after it*, until it is dropped. Short-lived handles
 //! cost nothing; a handle kept for minutes under a heavy overwrite load keeps every value
 //! displaced meanwhile in memory. [`Stats::retired`](crate::Stats::retired) shows how many
-//! values wait.
+//! values wait. It also pins the entries and tables that a promotion or `clear` takes out of
+//! the read view after it: a table whose entries a dirty rebuild took over owns none of them,
+//! so the entries a rebuild expunges, and the tables a `clear` discards, are kept with the
+//! epoch of the snapshot they were replaced in, and dropped when it ends.
 //!
 //! When no promotion happens for a long time (an overwrite-only workload), the map
 //! republishes the same snapshot under a fresh epoch every

@@ -849,6 +849,100 @@ fn expunged_key_is_dropped_at_the_next_promotion() {
     assert_eq!(value_drops.load(SeqCst), 4);
 }
 
+/// How the table an old snapshot reads stops being reachable from the map, after a rebuild
+/// took its shares over.
+#[derive(Clone, Copy, Debug)]
+enum Replaced {
+    /// A promotion replaces it; a clear of the map, not amended, then drops the table that
+    /// holds the shares.
+    PromotedThenCleared,
+    /// A clear while amended discards the dirty map that holds the shares.
+    ClearedWhileAmended,
+    /// The map is dropped while amended.
+    DroppedWhileAmended,
+}
+
+/// A rebuild takes the read table's shares over: that table owns nothing afterwards, while an
+/// iterator and `Ref`s still read its entries through the snapshot they pin (a `Ref` of a
+/// lock-free hit holds no share, and a first value lives inside its entry). Whatever then
+/// replaces the table (a promotion, a clear, the map's drop), the entries stay alive until the
+/// last handle goes, and each key and value is dropped once (Miri checks every read).
+#[test]
+fn an_old_snapshot_reads_its_entries_after_the_rebuild_took_its_shares_over() {
+    for replaced in [
+        Replaced::PromotedThenCleared,
+        Replaced::ClearedWhileAmended,
+        Replaced::DroppedWhileAmended,
+    ] {
+        let key_drops = Arc::new(AtomicUsize::new(0));
+        let value_drops = Arc::new(AtomicUsize::new(0));
+        let counted = |id| (Counted::new(id, &key_drops), Counted::new(id, &value_drops));
+        let m: Map<Counted, Counted> = map();
+        // Each key written twice: an entry whose first value is retired is held by that
+        // record too, until its epoch is freed. The overwrites of dirty-only keys count
+        // misses, and key 3's promotes: the first values of keys 0-2 are freed with the
+        // replaced snapshot, so only the tables hold those entries' shares.
+        for k in (0..4).chain(0..4) {
+            let (key, value) = counted(k);
+            m.insert(key, value);
+        }
+        assert_eq!(m.stats().promotions, 1, "{replaced:?}");
+        assert_eq!(
+            value_drops.load(SeqCst),
+            3,
+            "{replaced:?}: keys 0-2's first values"
+        );
+        let key_drops_before = key_drops.load(SeqCst); // the duplicates of the overwrites
+        let held: Vec<_> = (0..4).map(|k| m.get(&k).expect("present")).collect();
+        let mut iter = m.iter();
+        let first = iter.next().expect("four keys").0.id; // pins the promoted snapshot
+        let removed = (0..3).find(|&k| k != first).expect("another key");
+        drop(m.remove(&removed)); // a tombstone, which the rebuild expunges
+        let (key, value) = counted(4);
+        m.insert(key, value); // the rebuild takes the pinned table's shares over
+        let s = m.stats();
+        assert_eq!((s.amended, s.dirty_rebuilds), (true, 2), "{replaced:?}");
+        match replaced {
+            Replaced::PromotedThenCleared => {
+                for _ in 0..4 {
+                    miss(&m, &99);
+                }
+                assert_eq!(m.stats().promotions, 2);
+                m.clear();
+            }
+            Replaced::ClearedWhileAmended => m.clear(),
+            Replaced::DroppedWhileAmended => {}
+        }
+        assert_eq!(
+            key_drops.load(SeqCst),
+            key_drops_before,
+            "{replaced:?}: the handles pin every key"
+        );
+        let mut seen: Vec<u64> = iter
+            .map(|(key, value)| {
+                assert_eq!(key.id, value.id);
+                key.id
+            })
+            .collect();
+        seen.push(first);
+        seen.sort_unstable();
+        let expected: Vec<u64> = (0..4).filter(|&k| k != removed || k == first).collect();
+        assert_eq!(seen, expected, "{replaced:?}");
+        drop(m);
+        assert_eq!(
+            key_drops.load(SeqCst),
+            key_drops_before,
+            "{replaced:?}: the refs pin every key"
+        );
+        for (k, value) in (0..4).zip(&held) {
+            assert_eq!(value.id, k, "{replaced:?}");
+        }
+        drop(held);
+        assert_eq!(key_drops.load(SeqCst), key_drops_before + 5, "{replaced:?}");
+        assert_eq!(value_drops.load(SeqCst), 9, "{replaced:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Iteration, retain, clear.
 
