@@ -578,7 +578,7 @@ impl<K, V> RawMap<K, V> {
                     dirty.new_key_hashes.is_empty(),
                     "freed when the cycle ended"
                 );
-                dirty.rebuild_from(&snapshot.table);
+                dirty.rebuild_from(&snapshot.table, snapshot.live.get());
                 MissFilter::with_capacity(MIN_KEYS)
             }
             Some(filter) if dirty.filtered < filter.capacity() => {
