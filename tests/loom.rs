@@ -263,6 +263,39 @@ fn store_into_expunged_vs_dirty_rebuild() {
     });
 }
 
+/// Key 1 is live in the read snapshot, and no key is a tombstone, so the live-key count lets
+/// a dirty rebuild skip its expunge pass. One thread removes key 1 lock-free (the slot, then
+/// the count); the other inserts key 2, whose rebuild reads the count under the lock before or
+/// after the removal's update, and so expunges key 1's tombstone or keeps it in the dirty map
+/// as an ordinary tombstone. Either way key 1 is absent, the promotion after keeps it so, and
+/// the next rebuild and a new store of key 1 see a consistent map.
+#[test]
+fn remove_vs_dirty_rebuild_that_may_skip_expunging() {
+    check("remove_vs_dirty_rebuild_that_may_skip_expunging", 5, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 10);
+        promote(&map);
+
+        let remover = {
+            let map = map.clone();
+            thread::spawn(move || assert_eq!(remove(&map, 1), Some(10)))
+        };
+        let inserter = {
+            let map = map.clone();
+            thread::spawn(move || assert_eq!(insert(&map, 2, 20), None))
+        };
+        remover.join().unwrap();
+        inserter.join().unwrap();
+
+        assert_contents(&map, &[(2, 20)]);
+        promote(&map);
+        assert_eq!(insert(&map, 3, 30), None); // the next rebuild
+        assert_contents(&map, &[(2, 20), (3, 30)]);
+        assert_eq!(insert(&map, 1, 11), None);
+        assert_contents(&map, &[(1, 11), (2, 20), (3, 30)]);
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. concurrent get_or_insert of the same absent key
 // ---------------------------------------------------------------------------------------
