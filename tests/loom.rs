@@ -1140,8 +1140,9 @@ fn reclamation_dirty_only_key() {
 }
 
 /// A reader holds a `Ref` to a dirty-only key (a miss that does not promote: two dirty
-/// entries) while a writer clears the map, dropping the dirty map and with it the last
-/// reference the map had to the reader's entry, then inserts again.
+/// entries) while a writer clears the map, discarding the dirty map (to the epoch of the
+/// snapshot the clear replaces) and with it the last reference the map had to the reader's
+/// entry, then inserts again.
 #[test]
 fn reclamation_dirty_only_key_vs_clear() {
     check("reclamation_dirty_only_key_vs_clear", 5, || {
@@ -1367,8 +1368,8 @@ fn join_and_finish<const N: usize>(
 /// snapshot or, for a key found under the lock, by the `Ref` it keeps. The reader reads key
 /// 1 (a snapshot key), key 2 (dirty-only if present: found under the lock) and key 1 again,
 /// while a writer overwrites key 1, inserts key 2 (a rebuild and a new snapshot) and clears
-/// the map (which drops the dirty map, and with it key 2's entry unless the reader's `Ref`
-/// holds it). Each `&V` must stay alive until the reader's next call.
+/// the map (which discards the dirty map, and with it the map's last reference to key 2's
+/// entry: the reader's `Ref` holds its own). Each `&V` must stay alive until the reader's next call.
 #[test]
 fn reclamation_reader_handle() {
     check("reclamation_reader_handle", 4, || {

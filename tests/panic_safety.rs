@@ -965,8 +965,9 @@ fn a_panicking_drop_of_the_duplicate_key_of_a_locked_insert_leaks_nothing() {
     finish(map);
 }
 
-/// A removed key that only the dirty map held stays there as a tombstone; a `clear` drops the
-/// dirty map after unlocking, and with it the entry's last reference (key 3 is overwritten
+/// A removed key that only the dirty map held stays there as a tombstone; a `clear` discards
+/// the dirty map to the epoch of the snapshot it replaces, which is dropped after unlocking
+/// when nothing pins it, and with it the entry's last reference (key 3 is overwritten
 /// first and a rotation ends that epoch, so the retirement of its first value no longer holds
 /// the entry). A panicking key `Drop` there leaks nothing else of the cleared map. (Until the
 /// tombstones, `remove` took the entry out and dropped it before retiring the removed value,
