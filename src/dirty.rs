@@ -165,11 +165,12 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Ends the dirty map's cycle (a promotion or a clear, which replaces the read table):
-    /// takes the table, and the entries the rebuild expunged, as orphans for the epoch of the
-    /// current snapshot (see [`Orphans`]); empties the new keys' hashes, which only an amended
-    /// snapshot's filter needs. Their allocation is kept for the next cycle up to
-    /// [`KEPT_HASHES`] hashes and freed above that.
-    pub(crate) fn end_cycle(&mut self) -> (Option<Table<K, V>>, Orphans<K, V>) {
+    /// takes the table and the entries the rebuild expunged, as orphans for the epoch of the
+    /// current snapshot (see [`Orphans`]; a promotion takes the table back out to publish
+    /// it); empties the new keys' hashes, which only an amended snapshot's filter needs.
+    /// Their allocation is kept for the next cycle up to [`KEPT_HASHES`] hashes and freed
+    /// above that.
+    pub(crate) fn end_cycle(&mut self) -> Orphans<K, V> {
         if self.new_key_hashes.capacity() > KEPT_HASHES {
             self.new_key_hashes = Vec::new();
         } else {
@@ -177,11 +178,11 @@ impl<K, V> Dirty<K, V> {
         }
         self.filtered = 0;
         self.tombstones = 0;
-        let orphans = Orphans {
+        Orphans {
+            read: None,
+            dirty: self.table.take(),
             entries: std::mem::take(&mut self.expunged),
-            ..Orphans::default()
-        };
-        (self.table.take(), orphans)
+        }
     }
 
     /// Empties the dirty map of an amended pair whose read table is empty, keeping the cycle

@@ -144,15 +144,13 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Promotes the dirty map to be the read table (Go: `missLocked` reaching its threshold,
-    /// and `Range` on an amended map).
-    /// The replaced read table owns nothing (the rebuild took its shares over); the entries
+    /// and `Range` on an amended map). The replaced read table owns nothing (the rebuild took its shares over); the entries
     /// the rebuild expunged, which it still lists, go to the current epoch.
     fn promote(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
-        if dirty.table.is_none() {
+        let mut orphans = dirty.end_cycle();
+        // Without a dirty map there is nothing to promote, and nothing was expunged.
+        let Some(table) = orphans.dirty.take() else {
             return;
-        }
-        let (Some(table), orphans) = dirty.end_cycle() else {
-            unreachable!("checked above")
         };
         let live = self.read.load().live.clone();
         garbage.snapshot = Some(self.publish(Publication {
@@ -922,15 +920,13 @@ impl<K, V> RawMap<K, V> {
                 // which may own them, and the dirty map, which owns the shares of the read
                 // table it was rebuilt from, go to the current epoch (DESIGN.md,
                 // "Reclamation").
-                let (table, orphans) = dirty.end_cycle();
                 garbage.snapshot = Some(self.publish(Publication {
                     table: Arc::new(Table::with_capacity(0)),
                     filter: None,
                     live: Arc::new(LiveKeys::default()),
                     orphans: Orphans {
                         read: Some(current.table.clone()),
-                        dirty: table,
-                        ..orphans
+                        ..dirty.end_cycle()
                     },
                 }));
             }
@@ -1012,8 +1008,8 @@ impl<K, V> RawMap<K, V> {
         // The empty dirty map of a clear in place, if any: the published snapshot is not
         // amended, and no entry is dropped.
         let dirty = self.dirty.get_mut();
-        let (emptied, orphans) = dirty.end_cycle();
-        debug_assert!(emptied.as_ref().is_none_or(|table| table.is_empty()));
+        let orphans = dirty.end_cycle();
+        debug_assert!(orphans.dirty.as_ref().is_none_or(|table| table.is_empty()));
         dirty.misses = 0;
         let current = self.read.load();
         current.live.add(table.len());
@@ -1021,10 +1017,7 @@ impl<K, V> RawMap<K, V> {
             table: Arc::new(table),
             filter: None,
             live: current.live.clone(),
-            orphans: Orphans {
-                dirty: emptied,
-                ..orphans
-            },
+            orphans,
         });
         drop(current);
         drop(replaced);
@@ -1079,11 +1072,9 @@ impl<K, V> Drop for RawMap<K, V> {
     fn drop(&mut self) {
         let current = self.read.load();
         self.hand_over_all(&current.epoch);
-        let (dirty, orphans) = self.dirty.get_mut().end_cycle();
         current.epoch.adopt(Orphans {
             read: Some(current.table.clone()),
-            dirty,
-            ..orphans
+            ..self.dirty.get_mut().end_cycle()
         });
     }
 }

@@ -181,8 +181,8 @@ pub(crate) struct Orphans<K, V> {
     /// The replaced read table, kept until then because its drop may drop shares that an
     /// older snapshot's table (one that owns nothing) relies on.
     pub(crate) read: Option<Arc<Table<K, V>>>,
-    /// A dirty map that a clear discards: it owns the shares of the read table it was
-    /// rebuilt from.
+    /// A dirty map that a clear (or the map's drop) discards: it owns the shares of the read
+    /// table it was rebuilt from.
     pub(crate) dirty: Option<Table<K, V>>,
     /// Entries the dirty rebuild expunged, whose shares it took over from the read table.
     pub(crate) entries: Vec<SharedEntry<K, V>>,
