@@ -65,7 +65,7 @@ pub(crate) struct Dirty<K, V> {
     /// Hashes of the keys added to the dirty map since the current filter cycle began (the
     /// first new key after a promotion or clear) or the last clear in place: the keys a
     /// larger filter must hold. A key removed since keeps its hash here, as its bits stay in
-    /// the filter. Emptied when the cycle ends (`take_table`), keeping a small allocation: 8
+    /// the filter. Emptied when the cycle ends (`end_cycle`), keeping a small allocation: 8
     /// bytes per dirty-only key while amended.
     pub(crate) new_key_hashes: Vec<u64>,
     /// Keys recorded in the current miss filter: `new_key_hashes.len()` plus those a clear in
