@@ -68,8 +68,9 @@
 //!   this cell depends on how many operations there are per key), `remove` (distinct
 //!   existing keys, so at most `KEYS` operations);
 //! * `iterate`: per key visited, over whole passes of the map;
-//! * `rebuild` (dualmap only): one dirty-map cycle (a new key, its removal and a promotion),
-//!   per key of the map copied.
+//! * `rebuild` (dualmap only): one dirty-map cycle (a new key per read/dirty pair, its
+//!   removal and a promotion), per key of the map copied; fresh keys every cycle, so the
+//!   tombstones they leave gather until a rebuild expunges them (`CycleKeys`).
 //!
 //! The first five include the loop around the operation: the key's computation, a
 //! `black_box` and the loop's counter. The `loop` line of the table is that loop alone
@@ -80,14 +81,14 @@
 //! operation, as a user would), scc, and a `HashMap` nobody writes (reads and `iterate`
 //! only), the floor for reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::{exit, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Operations per case (remove: at most one per key of the map).
 const OPS: u64 = 100_000;
@@ -142,6 +143,11 @@ trait Map {
     fn rebuild(&self) {
         unsupported()
     }
+    /// Prepares, uncounted, the next `cycles` calls of `rebuild`.
+    fn prepare_rebuilds(&self, cycles: u64) {
+        let _ = cycles;
+        unsupported()
+    }
     /// Brings the map, uncounted, to the state every operation starts from: settled, with
     /// nothing left pending by an earlier operation that the next one would pay for. Only
     /// dualmap and papaya have such state.
@@ -154,32 +160,66 @@ fn unsupported() -> ! {
 
 type DualMap = dualmap::DualMap<u64, u64, Hasher>;
 
-/// Two sets of one new key per read/dirty pair of the (one) dualmap this process measures:
-/// found once by `settle`, uncounted, as keys whose insert rebuilt a pair's dirty map (the map
-/// is promoted then, so the first new key of each pair rebuilds it). `rebuild` alternates
-/// between the sets: a removed key stays in its pair as a tombstone, which the next rebuild
-/// expunges and the promotion after it drops, so a set's keys are new again every other cycle.
-fn pair_keys(map: &DualMap) -> &'static [Vec<u64>; 2] {
-    static KEYS: OnceLock<[Vec<u64>; 2]> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let pairs = map.stats().pairs;
-        let mut candidates = u64::MAX / 2..;
-        let mut round = || {
-            let mut keys = Vec::with_capacity(pairs);
-            while keys.len() < pairs {
-                let key = candidates.next().expect("enough candidates");
-                let rebuilds = map.stats().dirty_rebuilds;
-                assert!(DualMap::insert(map, key, key).is_none());
-                if map.stats().dirty_rebuilds > rebuilds {
-                    keys.push(key);
-                }
-                assert!(DualMap::remove(map, &key).is_some());
+/// Fresh keys for the dirty-map cycles (`rebuild`) of the (one) dualmap this process
+/// measures: per cycle one key per read/dirty pair, each the first new key of its pair in its
+/// set, so that its insert rebuilds that pair's dirty map. No key is used twice: a removed key
+/// stays in its pair as a tombstone, which rebuilds carry along until more than one entry in
+/// 8 of the pair is one, and storing such a key again would refill its tombstone without a
+/// rebuild. Found uncounted (`prepare`) on a map of their own with the same hasher and pair
+/// count, every pair of which has a snapshot to rebuild from: a key's pair follows from its
+/// hash alone.
+struct CycleKeys {
+    finder: DualMap,
+    candidates: std::ops::RangeFrom<u64>,
+    ready: VecDeque<Vec<u64>>,
+}
+
+impl CycleKeys {
+    fn get() -> &'static Mutex<CycleKeys> {
+        static KEYS: OnceLock<Mutex<CycleKeys>> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let finder = DualMap::with_hasher(HASHER);
+            for key in 0..4096 {
+                finder.insert(key, key);
             }
-            drop(map.iter());
-            keys
-        };
-        [round(), round()]
-    })
+            drop(finder.iter());
+            Mutex::new(CycleKeys {
+                finder,
+                candidates: u64::MAX / 2..,
+                ready: VecDeque::new(),
+            })
+        })
+    }
+
+    /// Finds key sets for `cycles` more cycles of `map` than are ready.
+    fn prepare(map: &DualMap, cycles: u64) {
+        let mut keys = Self::get().lock().expect("not poisoned");
+        let pairs = keys.finder.stats().pairs;
+        assert_eq!(
+            pairs,
+            map.stats().pairs,
+            "the finder pairs keys as the map does"
+        );
+        for _ in 0..cycles {
+            let mut set = Vec::with_capacity(pairs);
+            while set.len() < pairs {
+                let key = keys.candidates.next().expect("enough candidates");
+                let rebuilds = keys.finder.stats().dirty_rebuilds;
+                assert!(keys.finder.insert(key, key).is_none());
+                if keys.finder.stats().dirty_rebuilds > rebuilds {
+                    set.push(key);
+                }
+            }
+            drop(keys.finder.iter());
+            keys.ready.push_back(set);
+        }
+    }
+
+    /// The keys of the next cycle.
+    fn next() -> Vec<u64> {
+        let mut keys = Self::get().lock().expect("not poisoned");
+        keys.ready.pop_front().expect("prepared")
+    }
 }
 
 impl Map for DualMap {
@@ -202,10 +242,14 @@ impl Map for DualMap {
     }
     /// Go's dirty-map cycle (W1) in every read/dirty pair: the first new key of a pair after
     /// its promotion copies the pair's snapshot into a new dirty map; removing the keys again
-    /// and iterating promotes those maps, so every cycle rebuilds from the same entries (and
-    /// expunges the one tombstone the cycle before left).
+    /// and iterating promotes those maps. Each cycle leaves one tombstone per pair, which
+    /// later rebuilds carry until they are more than one entry in 8 of the pair; the one
+    /// that finds that many expunges them all (at 1,000 keys, about every 16th cycle).
     fn rebuild(&self) {
         dirty_cycle(self, false);
+    }
+    fn prepare_rebuilds(&self, cycles: u64) {
+        CycleKeys::prepare(self, cycles);
     }
     /// Iterating an amended map promotes its dirty map at once (one lock, no copy); the
     /// snapshot's load also registers the thread with arc-swap, so that no operation counts it.
@@ -215,7 +259,7 @@ impl Map for DualMap {
     /// two snapshots and frees them all here instead.
     fn settle(&self) {
         drop(self.iter());
-        pair_keys(self);
+        CycleKeys::prepare(self, 1);
         dirty_cycle(self, true);
         let stats = self.stats();
         assert_eq!(stats.dirty_len, None, "every key is promoted");
@@ -226,9 +270,7 @@ impl Map for DualMap {
 /// One dirty-map cycle of `map` (see `rebuild`); `hand_over` also hands the batches of
 /// retired values to their epochs (with `stats`) before the promotion, which then frees them.
 fn dirty_cycle(map: &DualMap, hand_over: bool) {
-    static CYCLES: AtomicUsize = AtomicUsize::new(0);
-    let set = &pair_keys(map)[CYCLES.fetch_add(1, Ordering::Relaxed) % 2];
-    for &key in set {
+    for key in CycleKeys::next() {
         assert!(DualMap::insert(map, key, key).is_none());
         assert!(DualMap::remove(map, &key).is_some());
     }
@@ -629,6 +671,9 @@ fn dualmap(keys: u64) -> DualMap {
 fn measure_all<M: Map>(map: M, operations: &[Operation], keys: u64, ops: u64) {
     for &operation in operations {
         map.settle();
+        if operation == Operation::Rebuild {
+            map.prepare_rebuilds(passes(keys, ops));
+        }
         measured(&map, operation, keys, ops);
         if operation == Operation::Remove {
             each_removed_key(keys, ops, |k| assert!(map.insert(k, k).is_none()));

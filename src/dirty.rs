@@ -41,6 +41,11 @@ pub const MIN_PROMOTION_MISSES: usize = 32;
 /// (callgrind, one thread). Larger lists are freed, so an idle pair holds at most 2 KiB.
 pub(crate) const KEPT_HASHES: usize = 256;
 
+/// A dirty rebuild expunges the read table's tombstones only once they are more than one
+/// entry in this many (see [`Dirty::rebuild_from`]), so a pair carries at most that share of
+/// removed keys' entries (and their keys) from one promotion cycle to the next.
+pub(crate) const TOMBSTONE_SHARE: usize = 8;
+
 /// Everything the map mutex guards.
 pub(crate) struct Dirty<K, V> {
     /// Every non-expunged entry of the read table plus the keys added since the last
@@ -216,18 +221,20 @@ impl<K, V> Dirty<K, V> {
     /// amended, which is exactly when there is no dirty map, so the read table holds every
     /// key of the pair and `live` of them are live.
     ///
-    /// The expunge pass is skipped when `live` says every entry of the read table is live: it
-    /// reads every entry, a cache miss apiece in a large table, and was 40% of a rebuild at
-    /// 1M keys. A tombstone that a remove in flight made but has not counted yet then stays
-    /// in the dirty map as a tombstone, as one made just after the rebuild does (Go's dirty
-    /// map holds such entries too), and the next rebuild expunges it.
+    /// The expunge pass runs only when `live` says more than one entry in
+    /// [`TOMBSTONE_SHARE`] of the read table is a tombstone: it reads every entry, a cache
+    /// miss apiece in a large table, and was 40% of a rebuild at 1M keys. Fewer tombstones
+    /// are carried into the dirty map as they are (Go's dirty map holds such entries too:
+    /// those made after its rebuild), and a later rebuild expunges them once enough have
+    /// gathered, so each pass frees at least a share of the entries it reads. A tombstone
+    /// that a remove in flight made but has not counted yet is carried the same way.
     pub(crate) fn rebuild_from(&mut self, read: &Table<K, V>, live: usize) {
         debug_assert!(
             self.table.is_none() && self.expunged.is_empty(),
             "a dirty map exists only while amended"
         );
         let mut table = read.take_over_shares();
-        if table.len() > live {
+        if table.len().saturating_sub(live) * TOMBSTONE_SHARE > table.len() {
             table.remove_into(|entry| entry.try_expunge_locked(), &mut self.expunged);
         }
         self.table = Some(table);

@@ -50,8 +50,11 @@
 //! The values are dropped on whichever thread releases the last pin, with no lock held.
 //! An entry holds its key's first value in place, so a key removed (or cleared) while it
 //! still holds that value is dropped with the value, when its epoch ends, rather than at once.
-//! A key removed while only the dirty map held it stays there as a tombstone, and is dropped
-//! once a rebuild has expunged it and the promotion after that has dropped the old snapshot.
+//! A removed key stays in its read/dirty pair as a tombstone (a key only the dirty map held
+//! stays there), and is dropped once a rebuild has expunged it and the promotion after that
+//! has dropped the old snapshot. A rebuild expunges only when more than one entry in 8 of the
+//! pair's read table is a tombstone, so a pair carries up to that share of removed keys (their
+//! values are retired as usual) from one promotion to the next.
 //! A `clear` that empties a pair in place (its keys all only in the dirty map) retires their
 //! values like any displaced value: they are freed at the pair's next snapshot publication,
 //! not at once.

@@ -745,6 +745,31 @@ fn a_rebuild_expunges_only_when_the_live_count_shows_tombstones() {
     assert_eq!(sorted_pairs(&m), [(1, 1), (2, 2), (10, 10), (11, 11)]);
 }
 
+/// A rebuild expunges only when more than one entry in `TOMBSTONE_SHARE` of the read table
+/// is a tombstone; fewer are carried into the dirty map, and so into the next read table,
+/// still tombstones, and the first rebuild that finds enough of them expunges them all.
+#[test]
+fn a_rebuild_carries_tombstones_until_they_pass_one_entry_in_tombstone_share() {
+    assert_eq!(crate::dirty::TOMBSTONE_SHARE, 8);
+    let m = promoted(0..16);
+    assert!(m.remove(&0).is_some() && m.remove(&1).is_some()); // 2 in 16: not over 1 in 8
+    assert!(m.insert(100, 100).is_none()); // the rebuild
+    assert_eq!(m.stats().dirty_len, Some(17), "keys 0 and 1 carried");
+    assert!(m.get(&0).is_none() && m.get(&1).is_none());
+    // A carried tombstone is an ordinary one: a store refills it without locking.
+    assert!(m.insert(1, 11).is_none());
+    assert_eq!(m.stats().dirty_len, Some(17));
+    drop(m.iter()); // promotes: 17 entries, key 0 a tombstone
+    assert_eq!((m.stats().snapshot_len, m.len()), (17, 16));
+    assert!(m.remove(&2).is_some() && m.remove(&3).is_some()); // 3 in 17
+    assert!(m.insert(101, 101).is_none()); // this rebuild expunges them all
+    assert_eq!(m.stats().dirty_len, Some(15), "keys 0, 2 and 3 expunged");
+    let mut expected: Vec<_> = (4..16).map(|k| (k, k)).collect();
+    expected.extend([(1, 11), (100, 100), (101, 101)]);
+    expected.sort_unstable();
+    assert_eq!(sorted_pairs(&m), expected);
+}
+
 #[test]
 fn expunge_by_try_insert_and_get_or_insert_with_also_unexpunges() {
     let m = promoted(0..2);
