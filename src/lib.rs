@@ -107,6 +107,7 @@ mod reader;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod slab;
 mod snapshot;
 mod stats;
 mod sync;
