@@ -336,34 +336,40 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    /// Replaces the value with `new` if it equals `expected`; hands `new` back otherwise.
-    pub(crate) fn compare_and_swap(
-        &self,
-        expected: &V,
-        new: OwnedValue<V>,
-    ) -> Result<Displaced<V>, OwnedValue<V>>
+    /// Replaces the value with `new` if it equals `expected`; hands `new` back otherwise. A
+    /// node is allocated only once the slot is seen to hold a value equal to `expected` (and
+    /// kept for a retry), so a compare that fails allocates nothing.
+    pub(crate) fn compare_and_swap(&self, expected: &V, new: V) -> Result<Displaced<V>, V>
     where
         V: PartialEq,
     {
+        fn handed_back<V>(new: Result<OwnedValue<V>, V>) -> V {
+            new.map_or_else(|value| value, OwnedValue::into_inner)
+        }
         let mut current = self.slot.load(SeqCst);
+        let mut new = Err(new);
         loop {
-            let Slot::Value(node) = decode(current) else {
-                return Err(new);
+            let Slot::Value(present) = decode(current) else {
+                return Err(handed_back(new));
             };
             // SAFETY: as in `delete_if`.
-            if unsafe { value_of(node) } != expected {
-                return Err(new);
+            if unsafe { value_of(present) } != expected {
+                return Err(handed_back(new));
             }
+            let node = new.unwrap_or_else(OwnedValue::new);
             // Strong, as in `delete_if`: `PartialEq` is asked again only if the value changed.
             match self
                 .slot
-                .compare_exchange(current, new.as_ptr(), SeqCst, SeqCst)
+                .compare_exchange(current, node.as_ptr(), SeqCst, SeqCst)
             {
                 Ok(_) => {
-                    new.publish();
-                    return Ok(self.displaced(node));
+                    node.publish();
+                    return Ok(self.displaced(present));
                 }
-                Err(actual) => current = actual,
+                Err(actual) => {
+                    current = actual;
+                    new = Ok(node);
+                }
             }
         }
     }

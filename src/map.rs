@@ -2,7 +2,6 @@
 
 use crate::builder::Builder;
 use crate::bulk::BulkLoad;
-use crate::entry::OwnedValue;
 use crate::iter::{Iter, Keys, Values};
 use crate::pairs::{Pairs, Settings};
 use crate::raw::RawMap;
@@ -616,9 +615,7 @@ where
         V: PartialEq,
     {
         let hash = self.hash(key);
-        self.pair(hash)
-            .compare_and_swap(hash, key, expected, OwnedValue::new(new))
-            .map_err(OwnedValue::into_inner)
+        self.pair(hash).compare_and_swap(hash, key, expected, new)
     }
 
     /// Removes `key` if its value equals `expected` (Go's `CompareAndDelete`); true if it did.

@@ -8,7 +8,7 @@
 
 use crate::batches::Batches;
 use crate::dirty::{Dirty, Garbage, Located};
-use crate::entry::{Entry, ListedEntry, LoadedOrStored, OwnedValue, SharedEntry, Updated};
+use crate::entry::{Entry, ListedEntry, LoadedOrStored, SharedEntry, Updated};
 use crate::filter::{MissFilter, MIN_KEYS};
 use crate::live_keys::LiveKeys;
 use crate::reclaim::{Epoch, Orphans, Retiring};
@@ -755,8 +755,8 @@ impl<K, V> RawMap<K, V> {
         hash: u64,
         key: &Q,
         expected: &V,
-        new: OwnedValue<V>,
-    ) -> Result<(), OwnedValue<V>>
+        new: V,
+    ) -> Result<(), V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
