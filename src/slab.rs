@@ -1,5 +1,5 @@
 //! The memory that the [node pool](crate::node_pool) hands out when it has no free block of a
-//! size: blocks carved one after another from 64 KiB chunks, instead of one `malloc` each.
+//! size: blocks carved one after another from 16 KiB chunks, instead of one `malloc` each.
 //!
 //! Why: a map that grows allocates an entry per new key, and its pools are empty (nothing was
 //! freed yet), so every entry came from glibc's `malloc`, whose path for a size its
