@@ -57,7 +57,9 @@ const DEPOT_BYTES: usize = if UNPOOLED { 0 } else { 1024 * 1024 };
 /// which CI's LeakSanitizer job sets: a pooled block stays allocated, and a carved block lies
 /// in a chunk that other blocks keep reachable, so a use after free or a leak of one would be
 /// invisible to either tool. Every block then comes from the allocator and goes back to it.
-const UNPOOLED: bool = cfg!(any(miri, dualmap_unpooled));
+/// Nor under loom: a chunk's count is a loom atomic there (for the slab's own model), and a
+/// thread's chunk outlives the model run that made it.
+const UNPOOLED: bool = cfg!(any(miri, dualmap_unpooled, dualmap_loom));
 
 /// Layouts of 8, 16, ... `8 * CLASSES` bytes aligned to 8 are pooled, one list each. A value
 /// node is its value aligned to 8, so this covers values up to 256 bytes; larger or more
@@ -156,7 +158,7 @@ fn deposit(class: usize, magazine: Magazine) {
     let bytes = magazine_bytes(class);
     let rejected = {
         let mut depot = lock_depot();
-        if depot.bytes + bytes <= DEPOT_BYTES {
+        if bytes <= DEPOT_BYTES - depot.bytes {
             depot.magazines[class].push(magazine);
             depot.bytes += bytes;
             DEPOSITED[class].fetch_add(1, Relaxed);
@@ -393,7 +395,7 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled)))]
+    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
     fn a_released_block_is_reused_by_the_next_allocation_of_its_size() {
         let first = allocate::<[u64; 3]>(0);
         // SAFETY: allocated above, holds no value.
@@ -410,7 +412,7 @@ mod tests {
     }
 
     /// Releases `count` blocks of `T` fresh from the slab (not from a pool) on this thread.
-    #[cfg(not(any(miri, dualmap_unpooled)))]
+    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
     fn release_fresh<T>(count: usize) {
         let size = const { layout_of::<T>().size() };
         let blocks: Vec<_> = (0..count)
@@ -434,7 +436,7 @@ mod tests {
     }
 
     /// Runs `f` on a thread of its own, whose pool starts empty, and returns its result.
-    #[cfg(not(any(miri, dualmap_unpooled)))]
+    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
     fn on_a_new_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
         std::thread::spawn(f).join().expect("no panic")
     }
@@ -443,7 +445,7 @@ mod tests {
     // shared by every thread of the test binary.
 
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled)))]
+    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
     fn a_thread_keeps_two_magazines_and_its_surplus_feeds_another_thread() {
         type Block = [u64; 29];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -467,7 +469,7 @@ mod tests {
     /// A thread with two full magazines whose releases and allocations alternate (one in,
     /// two out, one in) visits the depot once, for its first release, and never again.
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled)))]
+    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
     fn alternating_at_the_boundary_stays_off_the_depot() {
         type Block = [u64; 27];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -495,7 +497,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled)))]
+    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
     fn the_depot_keeps_at_most_its_budget_and_frees_the_rest() {
         type Block = [u64; 31];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -514,10 +516,10 @@ mod tests {
         });
     }
 
-    /// Under Miri (and `dualmap_unpooled`) every released block goes back to the allocator,
-    /// where Miri (and LeakSanitizer) track it.
+    /// When nothing is pooled (`UNPOOLED`) every released block goes back to the allocator,
+    /// where Miri and LeakSanitizer track it.
     #[test]
-    #[cfg(any(miri, dualmap_unpooled))]
+    #[cfg(any(miri, dualmap_unpooled, dualmap_loom))]
     fn under_miri_nothing_is_pooled() {
         let block = allocate::<[u64; 3]>(0);
         // SAFETY: allocated above, holds no value, released once.

@@ -24,10 +24,10 @@
 //! A thread that exits abandons its chunk. An allocation with no thread-local state left (in
 //! another thread-local's destructor) carves from a shared chunk under a lock instead.
 
+use crate::sync::AtomicUsize;
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::AcqRel;
 use std::sync::Mutex;
 
@@ -49,6 +49,21 @@ struct Header {
     /// `CHUNK_BYTES` less the blocks freed, less what its carver did not carve once it moved
     /// on.
     outstanding: AtomicUsize,
+}
+
+impl Header {
+    fn new() -> Self {
+        Self {
+            outstanding: AtomicUsize::new(CHUNK_BYTES),
+        }
+    }
+
+    /// Takes `count` off the outstanding count; true if that was the rest, and the caller
+    /// must free the chunk. `AcqRel`: every block's last use happens before its free's
+    /// decrement, so the one that reaches 0 comes after all of them (`Arc`'s drop).
+    fn take(&self, count: usize) -> bool {
+        self.outstanding.fetch_sub(count, AcqRel) == count
+    }
 }
 
 fn chunk_layout() -> Layout {
@@ -104,11 +119,7 @@ impl Carver {
             handle_alloc_error(chunk_layout());
         }
         // SAFETY: a fresh allocation of `CHUNK_BYTES`, aligned to them: room for the header.
-        unsafe {
-            chunk.cast::<Header>().write(Header {
-                outstanding: AtomicUsize::new(CHUNK_BYTES),
-            })
-        };
+        unsafe { chunk.cast::<Header>().write(Header::new()) };
         self.chunk.set(chunk);
         self.carved.set(0);
     }
@@ -183,16 +194,14 @@ unsafe fn release(chunk: *mut u8, count: usize) {
     // SAFETY: the caller's contract: the header is initialised and stays so while its count
     // is above 0.
     let header = unsafe { &*chunk.cast::<Header>() };
-    // `AcqRel`: every block's last use happens before its free's decrement, so the one that
-    // reaches 0 frees the chunk after all of them.
-    if header.outstanding.fetch_sub(count, AcqRel) == count {
+    if header.take(count) {
         // SAFETY: the count reached 0: the carver moved on and every carved block was freed,
         // so nothing uses the chunk; allocated with this layout.
         unsafe { dealloc(chunk, chunk_layout()) };
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(dualmap_loom)))]
 mod tests {
     use super::*;
 
@@ -316,5 +325,64 @@ mod tests {
             free(shared);
             free(local);
         }
+    }
+}
+
+/// The chunk count's race under loom: a block freed on another thread, the carver's own
+/// block freed and the carver moving on, in every order. Exactly one of them frees the chunk,
+/// and every block's last use happens before it (loom reports the "free", which writes every
+/// block, racing a use otherwise; with `Relaxed` decrements it does).
+#[cfg(all(test, dualmap_loom))]
+mod loom_models {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+
+    /// A chunk of two carved blocks, modelled as cells, under a header whose count a carver
+    /// that carved both would have.
+    struct Chunk {
+        header: Header,
+        blocks: [UnsafeCell<u64>; 2],
+    }
+
+    impl Chunk {
+        /// Frees the chunk if `count` was the rest: writes every block, as a reuse by the
+        /// allocator would. Returns whether it did.
+        fn release(&self, count: usize) -> bool {
+            let last = self.header.take(count);
+            if last {
+                for block in &self.blocks {
+                    // SAFETY: a model cell; loom checks that no other access races this.
+                    block.with_mut(|block| unsafe { *block = 0 });
+                }
+            }
+            last
+        }
+
+        /// The last use of block `i` by its holder, then its free.
+        fn use_and_free(&self, i: usize) -> bool {
+            // SAFETY: a model cell, owned by this holder until freed.
+            self.blocks[i].with_mut(|block| unsafe { *block = 7 });
+            self.release(1)
+        }
+    }
+
+    #[test]
+    fn the_last_release_of_a_chunk_frees_it_after_every_blocks_last_use() {
+        loom::model(|| {
+            let chunk = Arc::new(Chunk {
+                header: Header::new(),
+                blocks: [UnsafeCell::new(0), UnsafeCell::new(0)],
+            });
+            let other = {
+                let chunk = chunk.clone();
+                loom::thread::spawn(move || chunk.use_and_free(1))
+            };
+            let mut freed = usize::from(chunk.use_and_free(0));
+            // The carver moves on: it carved two blocks.
+            freed += usize::from(chunk.release(CHUNK_BYTES - 2));
+            freed += usize::from(other.join().expect("no panic"));
+            assert_eq!(freed, 1, "exactly one release frees the chunk");
+        });
     }
 }
