@@ -59,8 +59,7 @@ pub(crate) struct OwnedValue<V>(NonNull<ValueNode<V>>, PhantomData<ValueNode<V>>
 
 impl<V> OwnedValue<V> {
     pub(crate) fn new(value: V) -> Self {
-        // The value in one cache line when freshly carved, if it fits in one.
-        let node = node_pool::allocate::<ValueNode<V>>(size_of::<ValueNode<V>>());
+        let node = node_pool::allocate::<ValueNode<V>>();
         // SAFETY: fresh memory for one `ValueNode<V>`, owned by this thread.
         unsafe {
             node.as_ptr().write(ValueNode { value });
@@ -524,9 +523,7 @@ impl<K, V> SharedEntry<K, V> {
                 "the first value's address is inside the entry"
             )
         };
-        // What a hit reads, key to first value: in one cache line when freshly carved.
-        let hot = std::mem::offset_of!(Entry<K, V>, first) + size_of::<V>();
-        let entry = node_pool::allocate::<Entry<K, V>>(hot);
+        let entry = node_pool::allocate::<Entry<K, V>>();
         // SAFETY: fresh memory for one `Entry`, owned by this thread until it is shared.
         unsafe {
             entry.as_ptr().write(Entry {

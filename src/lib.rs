@@ -107,7 +107,6 @@ mod reader;
 mod reclaim;
 #[cfg(feature = "serde")]
 mod serde_impls;
-mod slab;
 mod snapshot;
 mod stats;
 mod sync;

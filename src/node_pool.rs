@@ -10,16 +10,14 @@
 //!
 //! Only memory is pooled, never values: a node's value is dropped before its memory comes here,
 //! exactly when it would have been freed before, so nothing about reclamation changes.
-//! Memory is pooled by size class (multiples of 8 bytes, aligned to 8), and a block the pool
-//! does not have is carved from the [`slab`], where every block of a pooled class
-//! also goes back to: a chunk returns to the allocator once all its blocks have.
+//! Memory is pooled by exact layout, so it is handed back with the layout it was allocated with.
 //!
 //! The pool is Bonwick's magazine layer (USENIX 2001): for each layout a thread holds a loaded
 //! magazine (a stack of up to [`MAGAZINE_BYTES`] of free blocks) and a previous one, full or
 //! empty. A release pushes on the loaded magazine; when that is full, the previous one (if
 //! full) goes to a process-wide [`DEPOT`] and the loaded one becomes the previous. An
 //! allocation pops from the loaded magazine; when that is empty it swaps in the previous one
-//! if full, else takes a full magazine from the depot, else carves a block. So a thread
+//! if full, else takes a full magazine from the depot, else calls the allocator. So a thread
 //! that frees more than it allocates (the one that drops an epoch's last snapshot frees all of
 //! its values) feeds the threads that allocate more than they free, one lock per magazine, and
 //! between two depot visits of a thread lie at least a magazine's worth of its operations on
@@ -29,13 +27,14 @@
 //! budget deposit and withdraw its list on alternate operations (an overwrite 313 -> 364
 //! instructions in the cost model).
 //!
-//! Bounds: a thread holds at most two magazines per layout it has freed, freed to the slab when
-//! the thread exits (a thread that used a map keeps them after the map is gone); the depot
-//! holds at most [`DEPOT_BYTES`], and a magazine beyond that goes back to the slab.
+//! Bounds: a thread holds at most two magazines per layout it has freed, handed back to the
+//! allocator when the thread exits (a thread that used a map keeps them after the map is
+//! gone); the depot holds at most [`DEPOT_BYTES`], and a magazine beyond that goes back to the
+//! allocator.
 //!
-//! Under Miri, and with `--cfg dualmap_unpooled`, nothing is pooled or carved ([`UNPOOLED`]).
+//! Under Miri nothing is pooled: a pooled block stays allocated, so a use after free through
+//! it would be invisible to Miri; every release goes to the allocator there instead.
 
-use crate::slab;
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
 use std::ptr::{self, NonNull};
@@ -48,28 +47,16 @@ use std::sync::Mutex;
 /// loop's allocations on eight pairs, whose epochs fill in step and free together (callgrind,
 /// 1k keys: 397 instructions per overwrite at 64 KiB, 369 at 128, 366 at 256); with the
 /// depot, what two magazines cannot hold waits there instead of going back to the allocator.
-const MAGAZINE_BYTES: usize = if UNPOOLED { 0 } else { 32 * 1024 };
+const MAGAZINE_BYTES: usize = if cfg!(miri) { 0 } else { 32 * 1024 };
 
 /// The most memory the [`DEPOT`] holds, in full magazines.
-const DEPOT_BYTES: usize = if UNPOOLED { 0 } else { 1024 * 1024 };
-
-/// Nothing is pooled (or carved from the slab) under Miri, nor with `--cfg dualmap_unpooled`,
-/// which CI's LeakSanitizer job sets: a pooled block stays allocated, and a carved block lies
-/// in a chunk that other blocks keep reachable, so a use after free or a leak of one would be
-/// invisible to either tool. Every block then comes from the allocator and goes back to it.
-/// Nor under loom: a chunk's count is a loom atomic there (for the slab's own model), and a
-/// thread's chunk outlives the model run that made it.
-const UNPOOLED: bool = cfg!(any(miri, dualmap_unpooled, dualmap_loom));
+const DEPOT_BYTES: usize = if cfg!(miri) { 0 } else { 1024 * 1024 };
 
 /// Layouts of 8, 16, ... `8 * CLASSES` bytes aligned to 8 are pooled, one list each. A value
 /// node is its value aligned to 8, so this covers values up to 256 bytes; larger or more
 /// strictly aligned nodes go straight to the allocator.
 const CLASSES: usize = 32;
 const ALIGN: usize = 8;
-const _: () = assert!(
-    CLASSES * ALIGN <= slab::MAX_BLOCK,
-    "the slab carves every class"
-);
 
 /// The list a layout is pooled on, if any.
 const fn class_of(layout: Layout) -> Option<usize> {
@@ -82,7 +69,7 @@ const fn class_of(layout: Layout) -> Option<usize> {
 }
 
 /// The class a layout is pooled on, if it is pooled: not when its class has none, or nothing
-/// is pooled ([`UNPOOLED`]).
+/// is pooled (under Miri).
 const fn pooled_as(layout: Layout) -> Option<usize> {
     match class_of(layout) {
         Some(class) if magazine_blocks(class) > 0 => Some(class),
@@ -95,7 +82,12 @@ const fn class_size(class: usize) -> usize {
     (class + 1) * ALIGN
 }
 
-/// How many blocks of `class` a full magazine holds (0 when nothing is pooled).
+/// The layout of the blocks of `class`.
+fn class_layout(class: usize) -> Layout {
+    Layout::from_size_align(class_size(class), ALIGN).expect("a pooled layout")
+}
+
+/// How many blocks of `class` a full magazine holds (0 under Miri: nothing is pooled).
 const fn magazine_blocks(class: usize) -> usize {
     MAGAZINE_BYTES / class_size(class)
 }
@@ -105,17 +97,18 @@ const fn magazine_bytes(class: usize) -> usize {
     magazine_blocks(class) * class_size(class)
 }
 
-/// Frees `blocks` blocks linked from `top` (through each block's first word) to the slab.
+/// Frees `blocks` blocks of `class` linked from `top` (through each block's first word) to the
+/// allocator.
 ///
 /// # Safety
-/// The list holds at least `blocks` unused blocks carved by the slab, owned by the caller and
-/// reached by nothing else.
-unsafe fn free_list(mut top: *mut u8, blocks: usize) {
+/// The list holds at least `blocks` unused blocks allocated with `class`'s layout, owned by
+/// the caller and reached by nothing else.
+unsafe fn free_list(class: usize, mut top: *mut u8, blocks: usize) {
     for _ in 0..blocks {
         // SAFETY: the caller's contract: `top` is the next of the list's blocks.
         unsafe {
             let next = top.cast::<*mut u8>().read();
-            slab::free(NonNull::new_unchecked(top));
+            dealloc(top, class_layout(class));
             top = next;
         }
     }
@@ -158,7 +151,7 @@ fn deposit(class: usize, magazine: Magazine) {
     let bytes = magazine_bytes(class);
     let rejected = {
         let mut depot = lock_depot();
-        if bytes <= DEPOT_BYTES - depot.bytes {
+        if depot.bytes + bytes <= DEPOT_BYTES {
             depot.magazines[class].push(magazine);
             depot.bytes += bytes;
             DEPOSITED[class].fetch_add(1, Relaxed);
@@ -170,7 +163,7 @@ fn deposit(class: usize, magazine: Magazine) {
     if let Some(Magazine(top)) = rejected {
         // SAFETY: a full magazine: `magazine_blocks(class)` unused blocks of `class`, owned
         // here.
-        unsafe { free_list(top.as_ptr(), magazine_blocks(class)) };
+        unsafe { free_list(class, top.as_ptr(), magazine_blocks(class)) };
     }
 }
 
@@ -288,8 +281,8 @@ impl Drop for Pool {
             // SAFETY: this pool owns both magazines, of `loaded_blocks` and of a full
             // magazine's (or no) blocks of this class; nothing reaches them once it is gone.
             unsafe {
-                free_list(magazines.loaded.get(), magazines.loaded_blocks.get());
-                free_list(previous, previous_blocks);
+                free_list(class, magazines.loaded.get(), magazines.loaded_blocks.get());
+                free_list(class, previous, previous_blocks);
             }
         }
     }
@@ -324,17 +317,20 @@ const fn layout_of<T>() -> Layout {
     }
 }
 
-/// Uninitialised memory for one `T`: pooled memory of this thread if it has some, else a
-/// block carved from the slab (whose first `hot` bytes then share a cache line, if they fit
-/// in one), or the allocator's for a layout that is not pooled.
+/// Uninitialised memory for one `T`: pooled memory of this thread if it has some.
 #[inline]
-pub(crate) fn allocate<T>(hot: usize) -> NonNull<T> {
+pub(crate) fn allocate<T>() -> NonNull<T> {
     if let Some(class) = const { pooled_as(layout_of::<T>()) } {
         if let Ok(Some(block)) = POOL.try_with(|pool| pool.take(class)) {
             return block.cast();
         }
-        return slab::carve(class_size(class), hot).cast();
     }
+    allocate_unpooled()
+}
+
+/// Memory for one `T` from the allocator.
+#[inline]
+fn allocate_unpooled<T>() -> NonNull<T> {
     let layout = const { layout_of::<T>() };
     // SAFETY: `layout_of` is never zero-sized.
     match NonNull::new(unsafe { alloc(layout) }) {
@@ -344,27 +340,20 @@ pub(crate) fn allocate<T>(hot: usize) -> NonNull<T> {
 }
 
 /// Frees memory from [`allocate`] whose `T` was dropped or moved out: into this thread's pool
-/// (whose surplus goes to the depot, and the depot's to the slab), or to the slab when the
-/// pool is gone (at thread exit); to the allocator for a layout that is not pooled.
+/// (whose surplus goes to the depot, and the depot's to the allocator), or to the allocator
+/// when the pool is gone (at thread exit) or nothing is pooled (under Miri, or a layout that
+/// no class holds).
 ///
 /// # Safety
-/// `block` came from `allocate::<T>`, is not used afterwards, and holds no live `T`.
+/// `block` came from `allocate::<T>()`, is not used afterwards, and holds no live `T`.
 pub(crate) unsafe fn release<T>(block: NonNull<T>) {
     let layout = const { layout_of::<T>() };
-    match const { pooled_as(layout_of::<T>()) } {
-        Some(class) => {
-            if POOL
-                .try_with(|pool| pool.give(class, block.cast()))
-                .is_err()
-            {
-                // SAFETY: the caller's contract: a block of a pooled layout is carved by the
-                // slab (or was pooled after being carved), and is unused now.
-                unsafe { slab::free(block.cast()) };
-            }
-        }
-        // SAFETY: the caller's contract: `block` came from `allocate::<T>`, which allocates
-        // a layout that is not pooled with the allocator, and is unused now.
-        None => unsafe { dealloc(block.as_ptr().cast(), layout) },
+    let pooled = const { pooled_as(layout_of::<T>()) }
+        .is_some_and(|class| POOL.try_with(|pool| pool.give(class, block.cast())).is_ok());
+    if !pooled {
+        // SAFETY: the caller's contract: `block` came from `allocate::<T>()`, which allocates
+        // with this layout (or took a block pooled under it), and is unused now.
+        unsafe { dealloc(block.as_ptr().cast(), layout) };
     }
 }
 
@@ -372,7 +361,7 @@ pub(crate) unsafe fn release<T>(block: NonNull<T>) {
 /// when the `T`'s drop panics: the block is then released while unwinding.
 ///
 /// # Safety
-/// `block` came from `allocate::<T>`, holds an initialised `T`, and nothing reaches it any
+/// `block` came from `allocate::<T>()`, holds an initialised `T`, and nothing reaches it any
 /// more.
 pub(crate) unsafe fn destroy<T>(block: NonNull<T>) {
     struct Release<T>(NonNull<T>);
@@ -395,14 +384,14 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
+    #[cfg(not(miri))]
     fn a_released_block_is_reused_by_the_next_allocation_of_its_size() {
-        let first = allocate::<[u64; 3]>(0);
+        let first = allocate::<[u64; 3]>();
         // SAFETY: allocated above, holds no value.
         unsafe { release(first) };
-        let second = allocate::<[u64; 3]>(0);
+        let second = allocate::<[u64; 3]>();
         assert_eq!(first, second);
-        let other_size = allocate::<[u64; 2]>(0);
+        let other_size = allocate::<[u64; 2]>();
         assert_ne!(other_size.cast::<u8>(), first.cast::<u8>());
         // SAFETY: allocated above, hold no values.
         unsafe {
@@ -411,15 +400,22 @@ mod tests {
         }
     }
 
-    /// Releases `count` blocks of `T` fresh from the slab (not from a pool) on this thread.
-    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
+    /// Releases `count` blocks of `T` fresh from the allocator (not from a pool) on this
+    /// thread.
+    #[cfg(not(miri))]
     fn release_fresh<T>(count: usize) {
-        let size = const { layout_of::<T>().size() };
+        let layout = const { layout_of::<T>() };
         let blocks: Vec<_> = (0..count)
-            .map(|_| slab::carve(size, 0).cast::<T>())
+            // SAFETY: `layout_of` is never zero-sized.
+            .map(|_| {
+                NonNull::new(unsafe { alloc(layout) })
+                    .expect("allocated")
+                    .cast::<T>()
+            })
             .collect();
         for block in blocks {
-            // SAFETY: carved as `allocate::<T>` carves, holds no value, released once.
+            // SAFETY: allocated with the layout `allocate::<T>` uses, holds no value,
+            // released once.
             unsafe { release(block) };
         }
     }
@@ -436,7 +432,7 @@ mod tests {
     }
 
     /// Runs `f` on a thread of its own, whose pool starts empty, and returns its result.
-    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
+    #[cfg(not(miri))]
     fn on_a_new_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
         std::thread::spawn(f).join().expect("no panic")
     }
@@ -445,7 +441,7 @@ mod tests {
     // shared by every thread of the test binary.
 
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
+    #[cfg(not(miri))]
     fn a_thread_keeps_two_magazines_and_its_surplus_feeds_another_thread() {
         type Block = [u64; 29];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -456,7 +452,7 @@ mod tests {
             assert!(DEPOSITED[class].load(Relaxed) >= 1, "no magazine deposited");
         });
         let (loaded, previous) = on_a_new_thread(move || {
-            let block = allocate::<Block>(0);
+            let block = allocate::<Block>();
             // A new thread holds nothing but what it took from the depot.
             let held = held(class);
             // SAFETY: allocated above, holds no value, released once.
@@ -469,7 +465,7 @@ mod tests {
     /// A thread with two full magazines whose releases and allocations alternate (one in,
     /// two out, one in) visits the depot once, for its first release, and never again.
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
+    #[cfg(not(miri))]
     fn alternating_at_the_boundary_stays_off_the_depot() {
         type Block = [u64; 27];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -483,8 +479,8 @@ mod tests {
             for round in 0..3 * capacity {
                 release_fresh::<Block>(1);
                 assert_eq!(in_depot(), 1, "round {round}");
-                let first = allocate::<Block>(0);
-                kept.push(allocate::<Block>(0));
+                let first = allocate::<Block>();
+                kept.push(allocate::<Block>());
                 assert_eq!(in_depot(), 1, "round {round}");
                 // SAFETY: allocated above, holds no value, released once.
                 unsafe { release(first) };
@@ -497,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(any(miri, dualmap_unpooled, dualmap_loom)))]
+    #[cfg(not(miri))]
     fn the_depot_keeps_at_most_its_budget_and_frees_the_rest() {
         type Block = [u64; 31];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -516,12 +512,11 @@ mod tests {
         });
     }
 
-    /// When nothing is pooled (`UNPOOLED`) every released block goes back to the allocator,
-    /// where Miri and LeakSanitizer track it.
+    /// Under Miri every released block goes back to the allocator, where Miri tracks it.
     #[test]
-    #[cfg(any(miri, dualmap_unpooled, dualmap_loom))]
+    #[cfg(miri)]
     fn under_miri_nothing_is_pooled() {
-        let block = allocate::<[u64; 3]>(0);
+        let block = allocate::<[u64; 3]>();
         // SAFETY: allocated above, holds no value, released once.
         unsafe { release(block) };
         assert_eq!(held(2), (0, false));
@@ -533,7 +528,7 @@ mod tests {
         assert_eq!(class_of(Layout::new::<[u64; 100]>()), None);
         assert_eq!(class_of(Layout::new::<u128>()), None);
         assert_eq!(class_of(Layout::new::<[u64; 3]>()), Some(2));
-        let big = allocate::<[u64; 100]>(0);
+        let big = allocate::<[u64; 100]>();
         // SAFETY: allocated above, holds no value.
         unsafe { release(big) };
     }

@@ -60,11 +60,8 @@
 //! not at once.
 //!
 //! A freed value's or entry's memory goes to the freeing thread's pool (at most 64 KiB per
-//! block size, handed back when the thread exits) from which the thread's next writes
-//! allocate: an epoch frees its values in batches far larger than the system allocator's own
-//! per-thread cache, and this keeps an overwrite off the allocator's slow paths. What a
+//! block size, handed back to the allocator when the thread exits) from which the thread's next
+//! writes allocate: an epoch frees its values in batches far larger than the system allocator's
+//! own per-thread cache, and this keeps an overwrite off the allocator's slow paths. What a
 //! thread frees beyond its pool goes, 32 KiB at a time, to a process-wide depot of at most
-//! 1 MiB, from which threads that allocate more than they free take it. A block that no pool
-//! has is carved from a 16 KiB chunk of the allocating thread's (so a growing map does not
-//! call the allocator per key), and a chunk goes back to the allocator once every block
-//! carved from it has left the pools: a long-lived entry keeps its chunk allocated.
+//! 1 MiB, from which threads that allocate more than they free take it.
