@@ -234,11 +234,11 @@ impl<K, V> Dirty<K, V> {
             "a dirty map exists only while amended"
         );
         let mut table = read.take_over_shares();
-        let tombstones = table.len().saturating_sub(live);
-        if tombstones * TOMBSTONE_SHARE > table.len() {
+        let read_tombstones = table.len().saturating_sub(live);
+        if read_tombstones * TOMBSTONE_SHARE > table.len() {
             // Sized once: grown from empty it reallocated five times for 32 tombstones, 1,600
             // instructions a rebuild (Go's `SwapMostlyMisses`, which rebuilds every 32 keys).
-            self.expunged.reserve(tombstones);
+            self.expunged.reserve(read_tombstones);
             table.remove_into(|entry| entry.try_expunge_locked(), &mut self.expunged);
         }
         self.table = Some(table);
