@@ -236,9 +236,7 @@ impl Map for DualMap {
         DualMap::remove(self, &key).map(|value| *value)
     }
     fn for_each(&self, mut visit: impl FnMut(u64, u64)) {
-        for (key, value) in self.iter() {
-            visit(*key, *value);
-        }
+        DualMap::for_each(self, |key, value| visit(*key, *value));
     }
     /// Go's dirty-map cycle (W1) in every read/dirty pair: the first new key of a pair after
     /// its promotion copies the pair's snapshot into a new dirty map; removing the keys again

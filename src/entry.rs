@@ -149,6 +149,18 @@ pub(crate) unsafe fn value_of<'a, V>(value: NonNull<V>) -> &'a V {
     unsafe { value.as_ref() }
 }
 
+/// An entry of a pinned snapshot as a key and its value, if the key is present.
+///
+/// # Safety
+/// The entry belongs to a snapshot that stays pinned for as long as it is borrowed.
+pub(crate) unsafe fn present<K, V>(entry: &ListedEntry<K, V>) -> Option<(&K, &V)> {
+    let value = entry.load()?;
+    // SAFETY: the value was loaded after its snapshot was pinned, and the caller keeps that
+    // snapshot, so the epoch any displacement of the value retires to, pinned for as long
+    // as the entry is borrowed, which bounds the returned references.
+    Some((&entry.key, unsafe { value_of(value) }))
+}
+
 /// The outcome of a load-or-store on an entry that is not expunged.
 pub(crate) enum LoadedOrStored<V> {
     /// The key was present; the offered value is handed back.

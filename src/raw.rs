@@ -8,16 +8,18 @@
 
 use crate::batches::Batches;
 use crate::dirty::{Dirty, Garbage, Located};
-use crate::entry::{Entry, ListedEntry, LoadedOrStored, SharedEntry, Updated};
+use crate::entry::{present, Entry, ListedEntry, LoadedOrStored, SharedEntry, Updated};
 use crate::filter::{MissFilter, MIN_KEYS};
 use crate::live_keys::LiveKeys;
 use crate::reclaim::{Epoch, Orphans, Retiring};
 use crate::snapshot::{publish, Lookup, Publication, Snapshot};
-use crate::sync::{Arc, AtomicBool, Mutex, SnapshotCell, SnapshotGuard};
+use crate::sync::{arc_of, Arc, AtomicBool, Mutex, SnapshotCell, SnapshotGuard};
 use crate::table::Table;
 use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
+use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
@@ -840,13 +842,20 @@ impl<K, V> RawMap<K, V> {
     /// The snapshot to iterate: promotes an amended map first (Go's `Range`), so that the
     /// table holds every key present now. No lock is held afterwards.
     pub(crate) fn pin_for_iteration(&self) -> Arc<Snapshot<K, V>> {
-        let snapshot = self.read.load_full();
+        arc_of(self.guard_for_iteration())
+    }
+
+    /// The snapshot to iterate (see `pin_for_iteration`) under a guard, for a walk within one
+    /// call: unlike an `Arc`, a guard writes no reference count that other threads' walks
+    /// write too (Go's `Range` on two threads: 1,266 -> ... ns a walk of 1,024 keys).
+    fn guard_for_iteration(&self) -> SnapshotGuard<Snapshot<K, V>> {
+        let snapshot = self.read.load();
         if !self.holds_dirty_only_keys(&snapshot) {
             return snapshot;
         }
         drop(snapshot);
         self.promote_amended();
-        self.read.load_full()
+        self.read.load()
     }
 
     /// Promotes the dirty map if the snapshot is amended (one lock, no copy).
@@ -873,16 +882,45 @@ impl<K, V> RawMap<K, V> {
         });
     }
 
+    /// Visits every entry of the snapshot to iterate (see `pin_for_iteration`), guarded for
+    /// the walk, until `visit` breaks: the walk `retain` and `try_for_each` share.
+    #[inline(always)]
+    fn walk<B>(
+        &self,
+        mut visit: impl FnMut(&Snapshot<K, V>, &ListedEntry<K, V>) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        let snapshot = self.guard_for_iteration();
+        snapshot
+            .table
+            .iter()
+            .try_for_each(|entry| visit(&snapshot, entry))
+    }
+
+    /// Calls `f` on each present key and its value until it breaks (Go's `Range`).
+    pub(crate) fn try_for_each<B>(
+        &self,
+        f: &mut impl FnMut(&K, &V) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        self.walk(|_, entry| {
+            // SAFETY: `walk` pins the entry's snapshot until it returns, and `f` cannot keep
+            // the references past its call (its signature gives them any lifetime).
+            match unsafe { present(entry) } {
+                Some((key, value)) => f(key, value),
+                None => ControlFlow::Continue(()),
+            }
+        })
+    }
+
     /// Removes every entry of the pinned snapshot for which `keep` is false; entries whose
     /// value changes meanwhile are judged again on their new value.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) {
-        let snapshot = self.pin_for_iteration();
-        for entry in snapshot.table.iter() {
-            if let Ok(removed) = Self::delete_if(entry, &snapshot, |value| !keep(&entry.key, value))
+        let _ = self.walk(|snapshot, entry| {
+            if let Ok(removed) = Self::delete_if(entry, snapshot, |value| !keep(&entry.key, value))
             {
                 self.retire(removed, self.read.load());
             }
-        }
+            ControlFlow::<Infallible>::Continue(())
+        });
     }
 
     /// Go's `Clear`. A pair whose keys are all dirty-only (its read table is empty, as it is

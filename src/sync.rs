@@ -142,6 +142,11 @@ mod imp {
         arc_swap::Guard::from_inner(snapshot)
     }
 
+    /// The snapshot a guard protects, held by reference count from now on.
+    pub(crate) fn arc_of<T>(guard: SnapshotGuard<T>) -> Arc<T> {
+        arc_swap::Guard::into_inner(guard)
+    }
+
     /// The pointer held by an atomic that this thread owns exclusively.
     pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
         *atomic.get_mut()
@@ -190,6 +195,10 @@ mod imp {
 
     pub(crate) fn guard_of<T>(snapshot: Arc<T>) -> SnapshotGuard<T> {
         snapshot
+    }
+
+    pub(crate) fn arc_of<T>(guard: SnapshotGuard<T>) -> Arc<T> {
+        guard
     }
 
     pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {

@@ -1,7 +1,7 @@
 //! [`View`]: the map's snapshots pinned for a while, to read and iterate through plain
 //! references that may cross threads and `.await` points.
 
-use crate::entry::{value_of, ListedEntry};
+use crate::entry::{present, value_of, ListedEntry};
 use crate::pairs;
 use crate::raw::RawMap;
 use crate::snapshot::{Lookup, Snapshot};
@@ -261,18 +261,6 @@ pub(crate) unsafe fn present_in<'s, K, V>(
     }
     // SAFETY: the caller's contract.
     unsafe { present(entry) }
-}
-
-/// An entry of a pinned snapshot as an item, if its key is present.
-///
-/// # Safety
-/// The entry belongs to a snapshot that stays pinned for as long as it is borrowed.
-pub(crate) unsafe fn present<K, V>(entry: &ListedEntry<K, V>) -> Option<(&K, &V)> {
-    let value = entry.load()?;
-    // SAFETY: the value was loaded after its snapshot was pinned, and the caller keeps that
-    // snapshot, so the epoch any displacement of the value retires to, pinned for as long
-    // as the entry is borrowed, which bounds the returned references.
-    Some((&entry.key, unsafe { value_of(value) }))
 }
 
 impl<K, V> fmt::Debug for ViewIter<'_, K, V> {

@@ -10,6 +10,7 @@ use counted::Counted;
 use dualmap::{DualMap, GetOrInsert};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
@@ -80,8 +81,30 @@ fn allocations_in<R>(f: impl FnOnce() -> R) -> (usize, R) {
 // ---------------------------------------------------------------------------------------------
 // (a) Nested calls inside iteration (Go's TestMapRangeNestedCall, golang/go#46399).
 
+/// A walk over every key and value of a map: `iter`, or the closure of `for_each`.
+type Walk = fn(&DualMap<u32, String>, &mut dyn FnMut(&u32, &String));
+
+fn by_iter(m: &DualMap<u32, String>, visit: &mut dyn FnMut(&u32, &String)) {
+    for (key, value) in m.iter() {
+        visit(&key, &value);
+    }
+}
+
+fn by_for_each(m: &DualMap<u32, String>, visit: &mut dyn FnMut(&u32, &String)) {
+    m.for_each(|key, value| visit(key, value));
+}
+
 #[test]
 fn nested_calls_inside_iteration() {
+    nested_calls_inside(by_iter);
+}
+
+#[test]
+fn nested_calls_inside_for_each() {
+    nested_calls_inside(by_for_each);
+}
+
+fn nested_calls_inside(walk: Walk) {
     let m: DualMap<u32, String> = map();
     let keys = [1, 2, 3, 4, 5];
     for k in keys {
@@ -89,17 +112,17 @@ fn nested_calls_inside_iteration() {
     }
     let mut remaining: Vec<u32> = keys.to_vec();
     let mut outer_visits = 0;
-    for (key, value) in m.iter() {
+    walk(&m, &mut |key, value| {
         outer_visits += 1;
         // The value seen by the iteration is the current one (no concurrent writers).
-        assert_eq!(m.get(&*key).as_deref(), Some(&*value));
+        assert_eq!(m.get(key).as_deref(), Some(value));
         assert_eq!(*value, format!("v{}", *key));
 
         let mut inner_keys = Vec::new();
-        for (inner_key, inner_value) in m.iter() {
+        walk(&m, &mut |inner_key, inner_value| {
             // Load of the key offered by the nested iteration returns the same value.
-            assert_eq!(m.get(&*inner_key).as_deref(), Some(&*inner_value));
-            assert_eq!(m.get_cloned(&*inner_key).as_ref(), Some(&*inner_value));
+            assert_eq!(m.get(inner_key).as_deref(), Some(inner_value));
+            assert_eq!(m.get_cloned(inner_key).as_ref(), Some(inner_value));
             // 42 was never kept in the map: load_or_store must store it...
             match m.get_or_insert(42, "dummy".to_owned()) {
                 GetOrInsert::Inserted(v) => assert_eq!(*v, "dummy"),
@@ -118,33 +141,77 @@ fn nested_calls_inside_iteration() {
             );
             assert!(m.get(&42).is_none());
             // compare_and_swap of the same value and back is consistent too.
-            let current = (*inner_value).clone();
+            let current = inner_value.clone();
             assert_eq!(
-                m.compare_and_swap(&*inner_key, &current, format!("{current}'")),
+                m.compare_and_swap(inner_key, &current, format!("{current}'")),
                 Ok(())
             );
             assert_eq!(
-                m.compare_and_swap(&*inner_key, &format!("{current}'"), current.clone()),
+                m.compare_and_swap(inner_key, &format!("{current}'"), current.clone()),
                 Ok(())
             );
             inner_keys.push(*inner_key);
-        }
+        });
         // The nested iteration saw exactly the keys not yet deleted by the outer loop, and
         // never the transient key 42.
         inner_keys.sort_unstable();
         assert_eq!(inner_keys, remaining);
 
         // Remove the outer key on the fly.
-        assert_eq!(m.remove(&*key).as_deref(), Some(&*value));
+        assert_eq!(m.remove(key).as_deref(), Some(value));
         remaining.retain(|k| *k != *key);
         assert_eq!(m.len(), remaining.len());
-    }
+    });
     assert_eq!(outer_visits, keys.len());
     // After deleting every key in the iteration, the map is empty.
-    assert_eq!(m.iter().count(), 0);
+    let mut left = 0;
+    walk(&m, &mut |_, _| left += 1);
+    assert_eq!(left, 0);
     assert_eq!(m.len(), 0);
     assert!(m.is_empty());
     assert!(m.get(&42).is_none());
+}
+
+/// `try_for_each` visits every key once, across pairs and with keys only dirty maps hold
+/// (their pairs are promoted when reached), and stops at the first `Break`, returning it.
+#[test]
+fn try_for_each_visits_every_key_once_and_stops_at_the_first_break() {
+    let m: DualMap<u32, u32> = DualMap::builder().pairs(4).build();
+    for k in 0..100 {
+        m.insert(k, k * 2);
+    }
+    drop(m.iter()); // promotes every pair
+    for k in 100..150 {
+        m.insert(k, k * 2); // dirty-only: the snapshots are amended again
+    }
+    assert!(m.stats().amended);
+    let mut seen = Vec::new();
+    let flow = m.try_for_each(|&key, &value| {
+        assert_eq!(value, key * 2);
+        seen.push(key);
+        ControlFlow::<()>::Continue(())
+    });
+    assert_eq!(flow, ControlFlow::Continue(()));
+    seen.sort_unstable();
+    assert_eq!(seen, (0..150).collect::<Vec<_>>());
+    assert!(!m.stats().amended, "every pair was promoted when reached");
+
+    for stop_after in [1, 7, 149] {
+        let mut visits = 0;
+        let flow = m.try_for_each(|&key, _| {
+            visits += 1;
+            if visits == stop_after {
+                ControlFlow::Break(key)
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(visits, stop_after, "no visit after the break");
+        assert!(matches!(flow, ControlFlow::Break(key) if key < 150));
+    }
+    let mut visits = 0;
+    m.for_each(|_, _| visits += 1);
+    assert_eq!(visits, 150);
 }
 
 #[test]
@@ -480,6 +547,13 @@ fn concurrent_stores_loads_and_clears_then_clear_leaves_an_empty_map() {
 // ---------------------------------------------------------------------------------------------
 // (f) Iteration and clear of an empty map do not allocate (golang/go#62404).
 
+/// The keys `for_each` visits.
+fn for_each_count(m: &DualMap<u64, u64>) -> usize {
+    let mut count = 0;
+    m.for_each(|_, _| count += 1);
+    count
+}
+
 #[test]
 fn iter_and_clear_on_an_empty_map_do_not_allocate() {
     let m: DualMap<u64, u64> = map();
@@ -493,6 +567,9 @@ fn iter_and_clear_on_an_empty_map_do_not_allocate() {
     let (allocations, count) = allocations_in(|| m.iter().count());
     assert_eq!(count, 0);
     assert_eq!(allocations, 0, "iter of a fresh map allocated");
+    let (allocations, count) = allocations_in(|| for_each_count(&m));
+    assert_eq!(count, 0);
+    assert_eq!(allocations, 0, "for_each of a fresh map allocated");
 
     // The same once the map has held keys and been cleared.
     for k in 0..100 {
@@ -504,6 +581,18 @@ fn iter_and_clear_on_an_empty_map_do_not_allocate() {
     let (allocations, count) = allocations_in(|| m.iter().count());
     assert_eq!(count, 0);
     assert_eq!(allocations, 0, "iter of a cleared map allocated");
+    let (allocations, count) = allocations_in(|| for_each_count(&m));
+    assert_eq!(count, 0);
+    assert_eq!(allocations, 0, "for_each of a cleared map allocated");
+    // Nor does a walk of a map with keys: its pins are guards, not reference counts.
+    m.insert(7, 7);
+    for_each_count(&m); // promotes
+    let (allocations, count) = allocations_in(|| for_each_count(&m));
+    assert_eq!(
+        (allocations, count),
+        (0, 1),
+        "for_each of a map with a key allocated"
+    );
 
     // Sanity check of the counter itself.
     let (allocations, boxed) = allocations_in(|| Box::new(1u64));

@@ -1811,9 +1811,33 @@ impl Hasher for ParityHash {
 /// removed meanwhile may or may not be; and `len` never counts a key twice.
 #[test]
 fn iteration_across_pairs_vs_inserts_and_removes() {
-    check("iteration_across_pairs_vs_inserts_and_removes", 3, || {
-        let map: Arc<DualMap<u32, u32, ByParity>> =
-            Arc::new(DualMap::builder().pairs(2).hasher(ByParity).build());
+    walk_across_pairs_vs_inserts_and_removes(
+        "iteration_across_pairs_vs_inserts_and_removes",
+        |map, visit| {
+            for (key, value) in map.iter() {
+                visit(*key, *value);
+            }
+        },
+    );
+}
+
+/// The same with `for_each`, whose walk pins each pair with a guard for the call.
+#[test]
+fn for_each_across_pairs_vs_inserts_and_removes() {
+    walk_across_pairs_vs_inserts_and_removes(
+        "for_each_across_pairs_vs_inserts_and_removes",
+        |map, visit| map.for_each(|key, value| visit(*key, *value)),
+    );
+}
+
+type ParityMap = DualMap<u32, u32, ByParity>;
+
+fn walk_across_pairs_vs_inserts_and_removes(
+    name: &'static str,
+    walk: fn(&ParityMap, &mut dyn FnMut(u32, u32)),
+) {
+    check(name, 3, move || {
+        let map: Arc<ParityMap> = Arc::new(DualMap::builder().pairs(2).hasher(ByParity).build());
         map.insert(1, 10);
         map.insert(2, 20);
         map.insert(3, 30);
@@ -1824,9 +1848,9 @@ fn iteration_across_pairs_vs_inserts_and_removes() {
             let map = map.clone();
             thread::spawn(move || {
                 let mut seen = BTreeMap::new();
-                for (key, value) in map.iter() {
-                    assert!(seen.insert(*key, *value).is_none(), "key {} twice", *key);
-                }
+                walk(&map, &mut |key, value| {
+                    assert!(seen.insert(key, value).is_none(), "key {key} twice");
+                });
                 seen
             })
         };

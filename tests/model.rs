@@ -82,7 +82,8 @@ impl Op {
             57..=66 => Op::Remove(key),
             67..=74 => Op::CompareAndSwap(key, expected(rng), rng.value()),
             75..=81 => Op::CompareAndRemove(key, expected(rng)),
-            82..=84 => Op::Iter,
+            82..=83 => Op::Iter,
+            84 => Op::ForEach(rng.below(KEYS + 2) as u8),
             85..=86 => Op::Keys,
             87..=88 => Op::Values,
             89..=90 => Op::Retain(rng.next()),
@@ -256,5 +257,5 @@ fn generator_is_deterministic_and_covers_every_op() {
         .iter()
         .map(|op| op.split('(').next().unwrap().to_owned())
         .collect();
-    assert_eq!(seen.len(), 20, "{seen:?}");
+    assert_eq!(seen.len(), 21, "{seen:?}");
 }

@@ -814,6 +814,16 @@ fn panicking_closures_and_iterators_keep_what_they_did_before() {
     // retain promoted the amended map first (Go's `Range`).
     assert_eq!(map.stats().promotions, before.promotions + 1);
     check(&map, &model);
+    // The closure of for_each, on its second call: nothing changes, the walk's pin goes.
+    let mut visits = 0;
+    expect_trap(Site::Closure, 2, || {
+        map.for_each(|_, _| {
+            visits += 1;
+            trip(Site::Closure);
+        })
+    });
+    assert_eq!(visits, 2);
+    check(&map, &model);
     // Extend: an iterator that panics on its fourth item, and a key whose Hash panics.
     let pairs = |range: std::ops::Range<u64>| {
         range.map(|k| {

@@ -427,18 +427,28 @@ impl<'s, 't> Worker<'s, 't> {
         }
     }
 
-    /// Iterates: every key at most once, own keys exactly as modelled, every counter present.
-    fn iterate(&mut self) {
+    /// Iterates, with `iter` or `for_each`: every key at most once, own keys exactly as
+    /// modelled, every counter present.
+    fn iterate(&mut self, by_for_each: bool) {
         let mut visited = HashSet::new();
         let mut own = 0;
-        for (key, value) in self.map().iter() {
+        let (map, shared, w, model, seen) =
+            (self.map(), self.shared, self.w, &self.model, &mut self.seen);
+        let mut visit = |key: &Key, value: &Val<'_>| {
             assert!(visited.insert(key.k), "key {} visited twice", key.k);
-            let ver = self.seen.check(self.shared, key.k, &value);
+            let ver = seen.check(shared, key.k, value);
             if let Kind::Own(owner, i) = kind(key.k) {
-                if owner == self.w {
-                    assert_eq!(Some(ver), self.model[i], "iteration: own key {}", key.k);
+                if owner == w {
+                    assert_eq!(Some(ver), model[i], "iteration: own key {}", key.k);
                     own += 1;
                 }
+            }
+        };
+        if by_for_each {
+            map.for_each(|key, value| visit(key, value));
+        } else {
+            for (key, value) in map.iter() {
+                visit(&key, &value);
             }
         }
         assert_eq!(
@@ -499,7 +509,7 @@ impl<'s, 't> Worker<'s, 't> {
                     self.race();
                 }
                 if ops % size(500, 10) == 250 % size(500, 10) {
-                    self.iterate();
+                    self.iterate(ops % size(1000, 20) == 250 % size(1000, 20));
                 }
                 if ops % size(2000, 25) == size(1999, 24) {
                     self.retain_doomed();

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -258,11 +259,14 @@ impl BenchMap for DualMapT {
         self.compare_and_remove(&key, &old)
     }
     fn range(&self, mut f: impl FnMut(u64, u64) -> bool) {
-        for (key, value) in self.iter() {
-            if !f(*key, *value) {
-                break;
+        // Go's `Range` maps to `try_for_each`: a closure walk, with no pin per item.
+        let _ = self.try_for_each(|key, value| {
+            if f(*key, *value) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
             }
-        }
+        });
     }
     fn clear(&self) {
         dualmap::DualMap::clear(self);

@@ -38,7 +38,7 @@ const KEYS: u8 = 8;
 const FILLER_BASE: u8 = 16;
 const FILLERS: u16 = 256 - FILLER_BASE as u16;
 /// Op kinds, for the modulo of the op byte.
-const KINDS: u8 = 27;
+const KINDS: u8 = 28;
 
 #[derive(Debug, Clone, Copy)]
 enum FuzzOp {
@@ -159,6 +159,7 @@ impl Input<'_> {
             }
             24 => Op::Update(self.key(), self.value()),
             25 => Op::UpdateOrInsertWith(self.key(), self.value(), self.value()),
+            26 => Op::ForEach(self.byte() % 8),
             _ => return FuzzOp::CloneMap,
         };
         FuzzOp::Model(model_op)

@@ -11,7 +11,7 @@
 //! | `CompareAndSwap(k, old, new)` | [`compare_and_swap`](crate::DualMap::compare_and_swap) | never inserts; gives `new` back on failure |
 //! | a `Load` and `CompareAndSwap` loop | [`update`](crate::DualMap::update), [`update_or_insert_with`](crate::DualMap::update_or_insert_with), [`update_or_insert`](crate::DualMap::update_or_insert) | `update` never inserts; the closure runs with no lock held, again if another write changed the value first |
 //! | `CompareAndDelete(k, old)` | [`compare_and_remove`](crate::DualMap::compare_and_remove) | |
-//! | `Range(f)` | [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain); [`view`](crate::DualMap::view)`().iter()` | a `for` loop; `break` stops it; a [`View`](crate::View)'s items are plain references, `Send`, and may be held across an `.await`; `par_iter` with the `rayon` feature |
+//! | `Range(f)` | [`for_each`](crate::DualMap::for_each), [`try_for_each`](crate::DualMap::try_for_each); [`iter`](crate::DualMap::iter), [`keys`](crate::DualMap::keys), [`values`](crate::DualMap::values), [`retain`](crate::DualMap::retain); [`view`](crate::DualMap::view)`().iter()` | `try_for_each`'s closure returns [`ControlFlow::Break`](std::ops::ControlFlow::Break) where Go's returns `false`: the fastest walk, with no pin per item; `iter` is a `for` loop, `break` stops it; a [`View`](crate::View)'s items are plain references, `Send`, and may be held across an `.await`; `par_iter` with the `rayon` feature |
 //! | `Clear()` | [`clear`](crate::DualMap::clear) | pair by pair |
 //! | (none, golang/go#20680) | [`len`](crate::DualMap::len), [`is_empty`](crate::DualMap::is_empty) | one counter per pair, no lock |
 //! | one `sync.Map` | [`DualMap::builder`](crate::DualMap::builder)`().`[`pairs(1)`](crate::Builder::pairs)`.`[`min_promotion_misses(0)`](crate::Builder::min_promotion_misses) | the default splits keys over independent read/dirty pairs and promotes after at least [`MIN_PROMOTION_MISSES`](crate::MIN_PROMOTION_MISSES) misses |
@@ -22,6 +22,7 @@
 //! let loaded = !m.get_or_insert("k", 1).is_inserted();
 //! assert!(!loaded);
 //! // Go:  m.Range(func(k, v any) bool { ...; return true })
+//! m.for_each(|k, v| assert_eq!((*k, *v), ("k", 1)));
 //! for (k, v) in &m {
 //!     assert_eq!((*k, *v), ("k", 1));
 //! }

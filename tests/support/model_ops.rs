@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
 
 /// Values are `0..VALUES`: few enough that compare-and-swap hits are frequent.
 pub const VALUES: u64 = 4;
@@ -161,6 +162,8 @@ pub enum Op {
     /// key, added to the value, inserted if absent
     UpdateOrInsertWith(u8, u8, u8),
     Iter,
+    /// `try_for_each`, breaking at the visit of this number (none at 0)
+    ForEach(u8),
     Keys,
     Values,
     /// keep (k, v) iff the bit of `mask` at `(k * VALUES + v) % 64` is set
@@ -492,6 +495,42 @@ pub fn apply(ctx: &impl Fail, op: Op, map: &Map, model: &mut Model, held: &mut H
         }
         Op::Iter => {
             check_eq!(ctx, sorted_map(map), sorted_model(model), "iter");
+        }
+        Op::ForEach(stop_at) => {
+            let mut visited = Vec::new();
+            let flow = map.try_for_each(|k, v| {
+                visited.push((k.k, v.v));
+                if visited.len() == usize::from(stop_at) {
+                    ControlFlow::Break(k.k)
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            let broke = usize::from(stop_at) >= 1 && usize::from(stop_at) <= model.len();
+            let last = visited.last().map(|&(k, _)| k);
+            check_eq!(
+                ctx,
+                flow,
+                match last {
+                    Some(k) if broke => ControlFlow::Break(k),
+                    _ => ControlFlow::Continue(()),
+                },
+                "try_for_each's result"
+            );
+            // Each visit is of a present key with its value, no key twice; all of them
+            // unless it broke.
+            visited.sort_unstable();
+            let mut expected = sorted_model(model);
+            if broke {
+                expected.retain(|pair| visited.contains(pair));
+                check_eq!(
+                    ctx,
+                    visited.len(),
+                    usize::from(stop_at),
+                    "visits before the break"
+                );
+            }
+            check_eq!(ctx, visited, expected, "try_for_each visits each pair once");
         }
         Op::Keys => {
             let mut keys: Vec<u8> = map.keys().map(|k| k.k).collect();
