@@ -443,7 +443,14 @@ impl<K, V> RawMap<K, V> {
             let (snapshot, still_pinned) = self.current_locked(pinned, garbage);
             let read_missed = lacks_key && still_pinned;
             let key = &offered.as_ref().expect("once").0;
-            let located = dirty.locate(&snapshot, read_missed, hash, key);
+            // A key the read table lacks is in the dirty map only as a new key of this cycle,
+            // which `record_new_key_locked` put in the current miss filter first: a key the
+            // filter never saw, as every new key is, skips the dirty map's probe.
+            let located = if read_missed && !snapshot.may_be_dirty(hash) {
+                Located::Absent
+            } else {
+                dirty.locate(&snapshot, read_missed, hash, key)
+            };
             let (key, value) = offered.take().expect("once");
             // A store into a dirty-only key counts a miss, for `Swap` as well as Go's
             // `LoadOrStore`: otherwise a key that is only ever overwritten stays behind the
