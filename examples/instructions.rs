@@ -67,7 +67,8 @@
 //!   dualmap, the dirty-map rebuild of its first new key, amortized over the operations, so
 //!   this cell depends on how many operations there are per key), `remove` (distinct
 //!   existing keys, so at most `KEYS` operations);
-//! * `iterate`: per key visited, over whole passes of the map;
+//! * `iterate`: per key visited, over whole passes of the map, each map's cheapest full walk
+//!   (dualmap's `for_each`, the others' iterators);
 //! * `rebuild` (dualmap only): one dirty-map cycle (a new key per read/dirty pair, its
 //!   removal and a promotion), per key of the map copied; fresh keys every cycle, so the
 //!   tombstones they leave gather until a rebuild expunges them (`CycleKeys`).
