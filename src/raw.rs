@@ -854,7 +854,8 @@ impl<K, V> RawMap<K, V> {
 
     /// The snapshot to iterate (see `pin_for_iteration`) under a guard, for a walk within one
     /// call: unlike an `Arc`, a guard writes no reference count that other threads' walks
-    /// write too (Go's `Range` on two threads: 1,266 -> ... ns a walk of 1,024 keys).
+    /// write too (Go's `Range` on two threads: 1,266-1,294 -> 642-658 ns a walk of 1,024 keys,
+    /// where both threads counted the same snapshots up and down).
     fn guard_for_iteration(&self) -> SnapshotGuard<Snapshot<K, V>> {
         let snapshot = self.read.load();
         if !self.holds_dirty_only_keys(&snapshot) {
@@ -909,8 +910,8 @@ impl<K, V> RawMap<K, V> {
         f: &mut impl FnMut(&K, &V) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
         self.walk(|_, entry| {
-            // SAFETY: `walk` pins the entry's snapshot until it returns, and `f` cannot keep
-            // the references past its call (its signature gives them any lifetime).
+            // SAFETY: `walk` pins the entry's snapshot until it returns, and `f`, generic over
+            // the references' lifetime, cannot keep them past its call.
             match unsafe { present(entry) } {
                 Some((key, value)) => f(key, value),
                 None => ControlFlow::Continue(()),
