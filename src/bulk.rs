@@ -7,7 +7,7 @@
 //! entries, and published as the read snapshot at once: not amended, so every key is read
 //! lock-free from the start and no read counts a miss.
 
-use crate::entry::SharedEntry;
+use crate::entry::{EntryArena, SharedEntry};
 use crate::table::Table;
 use hashbrown::HashTable;
 
@@ -42,18 +42,21 @@ impl<K: Eq, V> BulkLoad<K, V> {
         }
     }
 
-    /// The staged pairs as `count` read tables of fresh entries, each pair going to the table
-    /// `table_of` its hash. Runs no user code.
+    /// The staged pairs as read tables of fresh entries, one for each of `arenas`, each pair
+    /// going to the table `table_of` its hash, its entry into that table's arena. Runs no user
+    /// code.
     pub(crate) fn into_tables(
         self,
-        count: usize,
+        arenas: &mut [&mut EntryArena<K, V>],
         table_of: impl Fn(u64) -> usize,
     ) -> Vec<Table<K, V>> {
-        let each = self.pairs.len().div_ceil(count);
-        let mut tables: Vec<Table<K, V>> = (0..count).map(|_| Table::with_capacity(each)).collect();
+        let each = self.pairs.len().div_ceil(arenas.len());
+        let mut tables: Vec<Table<K, V>> =
+            arenas.iter().map(|_| Table::with_capacity(each)).collect();
         for (hash, key, value) in self.pairs {
-            let entry = SharedEntry::new(key, hash, value);
-            tables[table_of(hash)].insert_absent(entry);
+            let table = table_of(hash);
+            let entry = SharedEntry::new(key, hash, value, arenas[table]);
+            tables[table].insert_absent(entry);
         }
         tables
     }
@@ -78,7 +81,9 @@ mod tests {
         bulk.push(7, Key(1, "first"), 'a');
         bulk.push(9, Key(2, "other"), 'b');
         bulk.push(7, Key(1, "second"), 'c');
-        let mut tables = bulk.into_tables(2, |hash| (hash == 9) as usize);
+        let (mut first, mut second) = (crate::entry::entry_arena(), crate::entry::entry_arena());
+        let mut tables =
+            bulk.into_tables(&mut [&mut first, &mut second], |hash| (hash == 9) as usize);
         assert_eq!(tables[1].len(), 1);
         let table = tables.swap_remove(0);
         assert_eq!(table.len(), 1);

@@ -1,7 +1,7 @@
 //! The state behind the map mutex: the dirty map, the miss counter, and what a locked section
 //! must drop only after unlocking.
 
-use crate::entry::{ListedEntry, SharedEntry};
+use crate::entry::{entry_arena, EntryArena, ListedEntry, SharedEntry};
 use crate::reclaim::Orphans;
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, SnapshotGuard};
@@ -85,6 +85,8 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) promotions: u64,
     pub(crate) rebuilds: u64,
     pub(crate) rotations: u64,
+    /// The memory of the pair's entries: a new key's entry is allocated under the lock.
+    pub(crate) arena: EntryArena<K, V>,
 }
 
 /// Where a locked lookup found a key.
@@ -109,6 +111,7 @@ impl<K, V> Dirty<K, V> {
             promotions: 0,
             rebuilds: 0,
             rotations: 0,
+            arena: entry_arena(),
         }
     }
 

@@ -22,6 +22,7 @@
 //! with the snapshot loads; on x86-64 a `SeqCst` load is a plain `mov` and an RMW is `lock`ed
 //! anyway, so this costs nothing there.
 
+use crate::arena::Arena;
 use crate::node_pool;
 use crate::sync::{exclusive_ptr, AtomicPtr, AtomicUsize};
 use std::cell::UnsafeCell;
@@ -172,12 +173,12 @@ pub(crate) enum LoadedOrStored<V> {
 /// One key of the map and its value slot. Shared (through [`SharedEntry`]) by the read
 /// snapshot, the dirty map and any handle that reached it under the lock. Laid out in order
 /// (`repr(C)`) for the cache: `key` and `slot`, which every lookup and write reads, come
-/// first, in the entry's first 16 bytes (for a `u64` key), which never straddle two lines
-/// since the allocator aligns every block to 16; then `first`, which a hit on a key written
-/// once reads too, and `shares`, which the first overwrite or remove of a key increments;
-/// `hash`, read only when a table grows, last. (Cost model at 1M keys, against the order
-/// hash, key, first, slot, count: an overwrite 4.97 -> 4.72 lines, a remove 4.98 -> 4.72, a
-/// hit 3.25 either way, an iteration's value read 1.29 -> 1.54.) `first` is not last: a
+/// first; then `first`, which a hit on a key written once reads too: these are the hot part
+/// that the pair's arena keeps in one cache line (see `entry_arena`); then `shares`, which
+/// the first overwrite or remove of a key increments, and `hash`, read only when a table
+/// grows. (Cost model at 1M keys, with glibc's placement, against the order hash, key, first,
+/// slot, count: an overwrite 4.97 -> 4.72 lines, a remove 4.98 -> 4.72, a hit 3.25 either
+/// way, an iteration's value read 1.29 -> 1.54.) `first` is not last: a
 /// zero-sized first value then lies inside the entry, never at its end, where another
 /// allocation (a value node) could start at the same address.
 #[repr(C)]
@@ -514,28 +515,37 @@ impl<K, V> std::ops::Deref for ListedEntry<K, V> {
     }
 }
 
+/// The memory of a pair's entries (see [`arena`](crate::arena)).
+pub(crate) type EntryArena<K, V> = Arena<Entry<K, V>>;
+
+/// An arena for entries, whose hot part (what a hit reads: the key, the slot and the first
+/// value) it keeps in one cache line where that part is short.
+pub(crate) const fn entry_arena<K, V>() -> EntryArena<K, V> {
+    Arena::new(std::mem::offset_of!(Entry<K, V>, first) + size_of::<V>())
+}
+
 /// A counted reference to an [`Entry`]: what `Arc<Entry>` was, with the count inside the entry
-/// and the memory from the writing thread's [node pool](crate::node_pool), so that an entry
-/// freed on a thread is reused by that thread's next new key instead of a call into the
-/// allocator each way (std's `Arc` takes no allocator on stable Rust). The count follows
+/// and the memory from its pair's [arena](crate::arena), so that a new key takes no call
+/// into the allocator, and an entry freed on any thread is reused by its pair's next new key
+/// (std's `Arc` takes no allocator on stable Rust). The count follows
 /// `Arc`'s rules: a clone is a `Relaxed` increment (the clone is made from a reference that
 /// already keeps the entry alive), and a drop an `AcqRel` decrement, so that the thread that
 /// frees the entry sees every other owner's use of it as done.
 pub(crate) struct SharedEntry<K, V>(ListedEntry<K, V>);
 
 impl<K, V> SharedEntry<K, V> {
-    /// A new entry holding `value` in place, in memory from the node pool. The slot points
+    /// A new entry holding `value` in place, in memory from its pair's arena. The slot points
     /// into the entry, so it is set once the entry is at its final address, before it is
     /// shared.
     #[inline]
-    pub(crate) fn new(key: K, hash: u64, value: V) -> Self {
+    pub(crate) fn new(key: K, hash: u64, value: V, arena: &mut EntryArena<K, V>) -> Self {
         const {
             assert!(
                 std::mem::offset_of!(Entry<K, V>, first) < size_of::<Entry<K, V>>(),
                 "the first value's address is inside the entry"
             )
         };
-        let entry = node_pool::allocate::<Entry<K, V>>();
+        let entry = arena.allocate();
         // SAFETY: fresh memory for one `Entry`, owned by this thread until it is shared.
         unsafe {
             entry.as_ptr().write(Entry {
@@ -586,9 +596,9 @@ impl<K, V> Drop for SharedEntry<K, V> {
         if self.shares.fetch_sub(1, AcqRel) == 1 {
             // SAFETY: this was the last share, and the decrement acquired every other
             // owner's release of theirs: nothing can reach the entry any more. It came from
-            // the pool in `SharedEntry::new`, initialised. Its key and value are dropped, and
-            // its memory goes back to the pool also if one of their drops panics.
-            unsafe { node_pool::destroy(self.0.entry) };
+            // an arena in `SharedEntry::new`, initialised. Its key and value are dropped, and
+            // its memory goes back to its arena also if one of their drops panics.
+            unsafe { EntryArena::destroy(self.0.entry) };
         }
     }
 }
@@ -619,7 +629,13 @@ mod tests {
     #[test]
     fn the_last_share_drops_the_key_and_the_value_once() {
         let drops = Cell::new(0);
-        let entry = SharedEntry::new(counted(&drops, false), 7, counted(&drops, false));
+        let mut arena = entry_arena();
+        let entry = SharedEntry::new(
+            counted(&drops, false),
+            7,
+            counted(&drops, false),
+            &mut arena,
+        );
         let mut shares: Vec<_> = (0..3).map(|_| entry.clone()).collect();
         assert_eq!(entry.shares.load(Relaxed), 4);
         drop(entry);
@@ -635,10 +651,12 @@ mod tests {
         // Miri reports the entry's memory if the unwinding leaks it.
         for (key_panics, value_panics) in [(true, false), (false, true)] {
             let drops = Cell::new(0);
+            let mut arena = entry_arena();
             let entry = SharedEntry::new(
                 counted(&drops, key_panics),
                 7,
                 counted(&drops, value_panics),
+                &mut arena,
             );
             let share = entry.clone();
             drop(entry);

@@ -88,6 +88,7 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod arena;
 mod batches;
 mod builder;
 mod bulk;

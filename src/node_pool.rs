@@ -1,4 +1,4 @@
-//! A per-thread pool of freed value-node and entry memory, so that an overwrite's allocation is
+//! A per-thread pool of freed value-node memory, so that an overwrite's allocation is
 //! usually a pop from the writing thread's own list instead of a call into the global allocator.
 //!
 //! Why: every overwrite allocates one value node and, an epoch later, frees one. Epochs free

@@ -138,7 +138,8 @@ impl<K, V> Pairs<K, V> {
         K: Eq,
     {
         let mask = self.mask;
-        let tables = bulk.into_tables(self.pairs.len(), |hash| index(hash, mask));
+        let mut arenas: Vec<_> = self.pairs.iter_mut().map(RawMap::arena).collect();
+        let tables = bulk.into_tables(&mut arenas, |hash| index(hash, mask));
         for (pair, table) in self.pairs.iter_mut().zip(tables) {
             pair.publish_bulk(table);
         }

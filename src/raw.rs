@@ -8,7 +8,7 @@
 
 use crate::batches::Batches;
 use crate::dirty::{Dirty, Garbage, Located};
-use crate::entry::{present, Entry, ListedEntry, LoadedOrStored, SharedEntry, Updated};
+use crate::entry::{present, Entry, EntryArena, ListedEntry, LoadedOrStored, SharedEntry, Updated};
 use crate::filter::{MissFilter, MIN_KEYS};
 use crate::live_keys::LiveKeys;
 use crate::reclaim::{Epoch, Orphans, Retiring};
@@ -467,7 +467,7 @@ impl<K, V> RawMap<K, V> {
                 Located::Dirty(entry) => entry,
                 Located::Absent => {
                     self.record_new_key_locked(dirty, garbage, &snapshot, hash);
-                    let entry = SharedEntry::new(key, hash, value);
+                    let entry = SharedEntry::new(key, hash, value, &mut dirty.arena);
                     let node = entry.load().expect("a new entry holds its value");
                     let shown = SHOWS_NEW.then(|| entry.clone());
                     self.put_locked(dirty, entry);
@@ -1037,6 +1037,11 @@ impl<K, V> RawMap<K, V> {
     /// Publishes `table` as the whole read table of a vacant map, not amended: every key is
     /// read lock-free from now on. `&mut self` stands in for the mutex: no other thread can
     /// add a key between the caller's `is_vacant` and this publication.
+    /// The pair's entry memory, for a bulk load through `&mut self`.
+    pub(crate) fn arena(&mut self) -> &mut EntryArena<K, V> {
+        &mut self.dirty.get_mut().arena
+    }
+
     pub(crate) fn publish_bulk(&mut self, table: Table<K, V>) {
         debug_assert!(self.is_vacant());
         self.emptied.store(false, SeqCst);

@@ -59,9 +59,11 @@
 //! values like any displaced value: they are freed at the pair's next snapshot publication,
 //! not at once.
 //!
-//! A freed value's or entry's memory goes to the freeing thread's pool (at most 64 KiB per
-//! block size, handed back to the allocator when the thread exits) from which the thread's next
-//! writes allocate: an epoch frees its values in batches far larger than the system allocator's
+//! A freed entry's memory goes back to its read/dirty pair's arena, whose next new keys reuse
+//! it, whatever thread freed it; a pair keeps its peak of entries' memory until the map and
+//! its last entry are gone, then every chunk goes back to the allocator. A freed value's
+//! memory goes to the freeing thread's pool (at most 64 KiB per block size, handed back to the
+//! allocator when the thread exits) from which the thread's next writes allocate: an epoch frees its values in batches far larger than the system allocator's
 //! own per-thread cache, and this keeps an overwrite off the allocator's slow paths. What a
 //! thread frees beyond its pool goes, 32 KiB at a time, to a process-wide depot of at most
 //! 1 MiB, from which threads that allocate more than they free take it.

@@ -1,0 +1,724 @@
+//! Entry memory of a read/dirty pair's own: blocks carved from chunks the pair allocates,
+//! handed out under the pair's mutex and freed from any thread.
+//!
+//! Why: a map that grows allocates an entry per new key, and nothing has been freed yet for
+//! a pool to reuse, so every entry came from glibc's `malloc`: 176 of a new key's 660
+//! instructions (callgrind, cost model, 1k keys). And `malloc` puts a 40-byte entry of `u64`s
+//! 48 bytes after the last, at 16-byte boundaries, so one in four has its hot part (key, slot
+//! and first value: the 24 bytes a hit reads) across two cache lines, and a hit on it fetches
+//! a line more: 3.25 lines a hit at 1M keys. Here a block whose hot part is at most
+//! [`MAX_HOT`] bytes is carved where that part lies in one line.
+//!
+//! Why per pair, not per thread: a per-thread slab with the node pool's magazines (built and
+//! reverted, 7817717) let freed blocks scattered over every chunk pin them all, each thread's
+//! and each map's: up to 3x the live memory of `malloc` on maps that replace their keys, and
+//! chunks left behind by maps long dropped. A pair's arena belongs to that pair: its freed
+//! blocks are reused by its own next new keys, whatever thread freed them, and every chunk
+//! goes back to the allocator when the pair and the last of its entries are gone. What it
+//! keeps meanwhile is the pair's peak of entries, as its hash tables keep their peak capacity.
+//!
+//! How:
+//! - The owner (the pair, under its mutex) allocates: it pops a block from its own free list;
+//!   when that is empty it takes every block freed since, at once, from the shared stack;
+//!   when that is empty too it carves a new chunk whole into its list. Chunks grow from one
+//!   [`PAGE`] to [`MAX_CHUNK_PAGES`], so a small map's pairs take 1 KiB each.
+//! - Any thread frees: it pushes the block onto the shared stack (a Treiber stack that is
+//!   only pushed and taken whole, so no ABA: a push whose top was taken and pushed again
+//!   meanwhile still links a valid list), then drops the block's count.
+//! - A block finds its arena through its page: chunks are aligned to [`PAGE`], and each page
+//!   starts with the address of its arena's shared part.
+//! - The shared part counts the owner (1) and every block handed out and not yet freed,
+//!   `Arc`'s protocol: whoever takes the count to 0 frees every chunk and the shared part.
+//!   So the arena outlives its pair while a snapshot or a `Ref` still holds an entry.
+
+use crate::sync::{AtomicPtr, AtomicUsize};
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+/// The unit chunks are made of, and their alignment: each page starts with a header, so that a
+/// block's arena is one load from its address rounded down.
+pub(crate) const PAGE: usize = 1024;
+
+/// The largest chunk, in pages (64 KiB, about 1,500 entries of `u64`s): larger chunks save
+/// little, and leave more of a pair's last chunk unused.
+pub(crate) const MAX_CHUNK_PAGES: usize = 64;
+
+/// A cache line, which a block's hot part is kept within.
+const LINE: usize = 64;
+
+/// The longest hot part kept within one line: moving a block to the next line wastes up to
+/// its hot part's length, so a 40-byte entry of `u64`s (24 hot bytes) costs about 43 bytes
+/// where `malloc` takes 48, but an entry of `String`s (72 bytes, 56 hot) would cost 96:
+/// longer hot parts are carved where they fall, as the allocator would.
+pub(crate) const MAX_HOT: usize = LINE / 2;
+
+/// The largest block carved, and the strictest alignment: larger or more strictly aligned
+/// types go to the global allocator (see [`Arena`]).
+const MAX_BLOCK: usize = 256;
+const MAX_ALIGN: usize = 16;
+
+/// Every page starts with the address of its arena's [`Shared`].
+const PAGE_HEADER: usize = size_of::<usize>();
+
+/// A chunk's first page also holds the previous chunk's address and the chunk's page count,
+/// so that the chunks form a list for the arena's end.
+const CHUNK_HEADER: usize = 3 * size_of::<usize>();
+
+/// The part of an arena that frees from any thread reach.
+struct Shared {
+    /// 1 while the owner lives, plus every block handed out and not freed yet.
+    count: AtomicUsize,
+    /// Blocks freed since the owner last took them, linked through their first word.
+    freed: AtomicPtr<u8>,
+    /// The newest chunk (each links the previous one); written by the owner only, read by
+    /// whoever ends the arena.
+    chunks: AtomicPtr<u8>,
+}
+
+impl Shared {
+    /// Drops one count; true if it was the last, and the caller must end the arena.
+    /// `AcqRel`, as `Arc`'s drop: every block's last use comes before its count is dropped,
+    /// so the last drop comes after all of them.
+    fn release(&self) -> bool {
+        self.count.fetch_sub(1, AcqRel) == 1
+    }
+}
+
+/// Frees every chunk of an arena whose count reached 0, and its shared part.
+///
+/// # Safety
+/// `shared` came from [`RawArena`]'s `Box`, and the caller's [`Shared::release`] returned
+/// true: no block of it is in use, and its owner is gone.
+unsafe fn end(shared: NonNull<Shared>) {
+    // SAFETY: the caller's contract: the last count is gone, so nothing else reaches it.
+    let shared = unsafe { Box::from_raw(shared.as_ptr()) };
+    let mut chunk = shared.chunks.load(Relaxed);
+    while !chunk.is_null() {
+        // SAFETY: every chunk of the list is live until freed here, and its first page's
+        // header holds its predecessor and its page count (`RawArena::carve`).
+        unsafe {
+            let header = chunk.cast::<usize>();
+            let previous = header.add(1).cast::<*mut u8>().read();
+            let pages = header.add(2).read();
+            dealloc(chunk, chunk_layout(pages));
+            chunk = previous;
+        }
+    }
+}
+
+fn chunk_layout(pages: usize) -> Layout {
+    Layout::from_size_align(pages * PAGE, PAGE).expect("a chunk's layout")
+}
+
+/// An arena's owner part, for blocks of one layout: only the pair holding it (under its
+/// mutex, or through `&mut`) allocates.
+pub(crate) struct RawArena {
+    /// Allocated with the first chunk.
+    shared: Option<NonNull<Shared>>,
+    /// Blocks the owner took back from the shared stack, linked through their first word.
+    free: *mut u8,
+    /// The chunk blocks are carved from (null before the first), its size, and the offset in
+    /// it where the next block may start.
+    chunk: *mut u8,
+    chunk_bytes: usize,
+    next: usize,
+    block: Layout,
+    hot: usize,
+}
+
+// SAFETY: the arena's memory belongs to no thread: blocks are plain memory, and the shared
+// part is reached through atomics only. The owner part moves with its pair.
+unsafe impl Send for RawArena {}
+
+impl RawArena {
+    /// An arena of blocks of `block`'s layout (at least a pointer's size, at most
+    /// [`MAX_BLOCK`] bytes aligned to at most [`MAX_ALIGN`]), whose first `hot` bytes lie in
+    /// one line if there are at most [`MAX_HOT`] of them. Allocates nothing yet.
+    pub(crate) const fn new(block: Layout, hot: usize) -> Self {
+        assert!(carvable(block) && hot <= block.size());
+        Self {
+            shared: None,
+            free: ptr::null_mut(),
+            chunk: ptr::null_mut(),
+            chunk_bytes: 0,
+            next: 0,
+            block,
+            hot,
+        }
+    }
+
+    /// A block, uninitialised: one freed before if there is one, else a new one.
+    #[inline]
+    pub(crate) fn allocate(&mut self) -> NonNull<u8> {
+        let block = match NonNull::new(self.free) {
+            Some(block) => {
+                // SAFETY: a free block holds the next one's address in its first word
+                // (`free`); the owner's list is the owner's alone.
+                self.free = unsafe { block.cast::<*mut u8>().read() };
+                block
+            }
+            None => self.take_freed().unwrap_or_else(|| self.carve()),
+        };
+        let shared = self.shared.expect("allocated with the first chunk");
+        // SAFETY: the owner's count keeps the shared part alive. `Relaxed`, as `Arc`'s clone:
+        // the owner's own count already keeps the arena.
+        unsafe { shared.as_ref() }.count.fetch_add(1, Relaxed);
+        block
+    }
+
+    /// The first of the blocks freed since the owner last took them, keeping the rest; `None`
+    /// if there are none. A load first, so that a growing map's allocations write nothing
+    /// shared.
+    #[inline]
+    fn take_freed(&mut self) -> Option<NonNull<u8>> {
+        // SAFETY: the owner's count keeps the shared part alive.
+        let shared = unsafe { self.shared?.as_ref() };
+        if shared.freed.load(Relaxed).is_null() {
+            return None;
+        }
+        // `Acquire`: pairs with each free's `Release` push, after which the freeing thread
+        // used the block no more.
+        let block = NonNull::new(shared.freed.swap(ptr::null_mut(), Acquire))?;
+        // SAFETY: as in `allocate`: the list is the owner's now.
+        self.free = unsafe { block.cast::<*mut u8>().read() };
+        Some(block)
+    }
+
+    /// A new block: the next place in the chunk where it fits within a page, its hot part
+    /// within a line, or the start of a new chunk.
+    #[inline]
+    fn carve(&mut self) -> NonNull<u8> {
+        let (size, align) = (self.block.size(), self.block.align());
+        let mut start = self.next;
+        // Masks, not `next_multiple_of`: alignments are powers of two, and a division would
+        // be the slowest instruction of an allocation.
+        let round_up = |offset: usize, to: usize| (offset + to - 1) & !(to - 1);
+        loop {
+            // `start` is past its page's header, or at the end of a page (which may be the
+            // chunk's end): a page of its own.
+            let page_end = round_up(start, PAGE);
+            let mut at = round_up(start, align);
+            if self.hot <= MAX_HOT && at % LINE + self.hot > LINE {
+                at = round_up(at, LINE);
+            }
+            if at + size <= page_end && !self.chunk.is_null() {
+                start = at;
+                break;
+            }
+            start = if page_end < self.chunk_bytes {
+                page_end + PAGE_HEADER
+            } else {
+                self.start_chunk();
+                CHUNK_HEADER
+            };
+        }
+        self.next = start + size;
+        // SAFETY: `start + size` lies inside a page of the chunk, past its header.
+        unsafe { NonNull::new_unchecked(self.chunk.add(start)) }
+    }
+
+    /// Allocates the next chunk (twice the last, up to [`MAX_CHUNK_PAGES`]) and writes its
+    /// pages' headers; the first also allocates the shared part.
+    #[cold]
+    #[inline(never)]
+    fn start_chunk(&mut self) {
+        let shared = *self.shared.get_or_insert_with(|| {
+            NonNull::from(Box::leak(Box::new(Shared {
+                count: AtomicUsize::new(1),
+                freed: AtomicPtr::new(ptr::null_mut()),
+                chunks: AtomicPtr::new(ptr::null_mut()),
+            })))
+        });
+        let pages = (self.chunk_bytes / PAGE * 2).clamp(1, MAX_CHUNK_PAGES);
+        let layout = chunk_layout(pages);
+        // SAFETY: the layout is not zero-sized.
+        let chunk = unsafe { alloc(layout) };
+        if chunk.is_null() {
+            handle_alloc_error(layout);
+        }
+        for page in 0..pages {
+            // SAFETY: every page lies inside the chunk, aligned to a pointer.
+            unsafe {
+                chunk
+                    .add(page * PAGE)
+                    .cast::<NonNull<Shared>>()
+                    .write(shared)
+            };
+        }
+        // SAFETY: the shared part lives while the owner does.
+        let chunks = &unsafe { shared.as_ref() }.chunks;
+        // SAFETY: the chunk's first page has room for its header after the arena's address.
+        unsafe {
+            let header = chunk.cast::<usize>();
+            header.add(1).cast::<*mut u8>().write(chunks.load(Relaxed));
+            header.add(2).write(pages);
+        }
+        // `Relaxed`: read only by the arena's end, after the last count's `AcqRel`.
+        chunks.store(chunk, Relaxed);
+        self.chunk = chunk;
+        self.chunk_bytes = pages * PAGE;
+    }
+
+    /// Frees a block, on any thread. True if that ended the arena (its owner was gone and this
+    /// was its last block): for the loom model, which checks that it comes last.
+    ///
+    /// # Safety
+    /// `block` came from some arena's [`allocate`](Self::allocate), is freed once and not
+    /// used afterwards.
+    pub(crate) unsafe fn free(block: NonNull<u8>) -> bool {
+        let block = block.as_ptr();
+        let page = block.map_addr(|address| address & !(PAGE - 1));
+        // SAFETY: the caller's contract: the block lies in a live chunk (its count keeps the
+        // arena), whose pages are aligned to `PAGE` and start with their arena's address.
+        let shared = unsafe { page.cast::<NonNull<Shared>>().read() };
+        // SAFETY: as above.
+        let counted = unsafe { shared.as_ref() };
+        let mut top = counted.freed.load(Relaxed);
+        loop {
+            // SAFETY: the block is the caller's, unused now, at least a pointer long and
+            // aligned to one.
+            unsafe { block.cast::<*mut u8>().write(top) };
+            // `Release`: the owner that takes the block sees it unused (`refill`).
+            match counted
+                .freed
+                .compare_exchange_weak(top, block, Release, Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => top = actual,
+            }
+        }
+        if counted.release() {
+            // SAFETY: the last count: the owner is gone and every block freed.
+            unsafe { end(shared) };
+            return true;
+        }
+        false
+    }
+}
+
+impl Drop for RawArena {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared {
+            // SAFETY: the owner's count kept it alive until now.
+            if unsafe { shared.as_ref() }.release() {
+                // SAFETY: that was the last count.
+                unsafe { end(shared) };
+            }
+        }
+    }
+}
+
+/// Whether blocks of `layout` can be carved: room for the free list's link, and not so large
+/// or strictly aligned that a page wastes much.
+const fn carvable(layout: Layout) -> bool {
+    layout.size() >= size_of::<usize>()
+        && layout.align() >= align_of::<usize>()
+        && layout.size() <= MAX_BLOCK
+        && layout.align() <= MAX_ALIGN
+}
+
+/// An arena of `T`s: a [`RawArena`] where `T` can be carved, else the global allocator. Under
+/// Miri nothing is carved, so that Miri sees every `T`'s memory freed and reports any use
+/// after it (the arena's own tests run under Miri on a `RawArena`); under loom neither, so
+/// that the map's models do not carry the arena's atomics (its own model checks its race).
+pub(crate) struct Arena<T> {
+    raw: Option<RawArena>,
+    _blocks: PhantomData<fn() -> T>,
+}
+
+impl<T> Arena<T> {
+    /// Whether `T`s are carved here.
+    const CARVES: bool = !cfg!(any(miri, dualmap_loom)) && carvable(Layout::new::<T>());
+
+    /// An arena of `T`s whose first `hot` bytes a lookup reads.
+    pub(crate) const fn new(hot: usize) -> Self {
+        Self {
+            raw: if Self::CARVES {
+                Some(RawArena::new(Layout::new::<T>(), hot))
+            } else {
+                None
+            },
+            _blocks: PhantomData,
+        }
+    }
+
+    /// Memory for one `T`, uninitialised; freed by [`destroy`](Self::destroy).
+    #[inline]
+    pub(crate) fn allocate(&mut self) -> NonNull<T> {
+        const { assert!(size_of::<T>() > 0) };
+        match &mut self.raw {
+            Some(raw) => raw.allocate().cast(),
+            None => {
+                let layout = Layout::new::<T>();
+                // SAFETY: `T` is not zero-sized.
+                match NonNull::new(unsafe { alloc(layout) }) {
+                    Some(block) => block.cast(),
+                    None => handle_alloc_error(layout),
+                }
+            }
+        }
+    }
+
+    /// Drops the `T` in place and frees its memory, on any thread, also when the `T`'s drop
+    /// panics: the memory is then freed while unwinding.
+    ///
+    /// # Safety
+    /// `block` came from an `Arena<T>`'s [`allocate`](Self::allocate), holds an initialised
+    /// `T`, and nothing reaches it any more.
+    pub(crate) unsafe fn destroy(block: NonNull<T>) {
+        struct Free<T>(NonNull<T>);
+        impl<T> Drop for Free<T> {
+            fn drop(&mut self) {
+                if Arena::<T>::CARVES {
+                    // SAFETY: carved (`CARVES` decides for every `Arena<T>` alike), its `T`
+                    // dropped or being unwound from, unreachable (`destroy`'s contract).
+                    unsafe { RawArena::free(self.0.cast()) };
+                } else {
+                    // SAFETY: from the global allocator with `T`'s layout, unreachable.
+                    unsafe { dealloc(self.0.as_ptr().cast(), Layout::new::<T>()) };
+                }
+            }
+        }
+        let free = Free(block);
+        // SAFETY: the caller's contract. Drop glue drops every field of the `T` even when its
+        // `Drop` or one field's panics.
+        unsafe { ptr::drop_in_place(block.as_ptr()) };
+        drop(free);
+    }
+}
+
+#[cfg(all(test, not(dualmap_loom)))]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const ENTRY: Layout = match Layout::from_size_align(40, 8) {
+        Ok(layout) => layout,
+        Err(_) => panic!(),
+    };
+
+    /// Blocks handed out to a test, to be freed on any thread.
+    struct Blocks(Vec<NonNull<u8>>);
+
+    // SAFETY: arena memory belongs to no thread; the tests free each block once.
+    unsafe impl Send for Blocks {}
+
+    fn free_all(blocks: Blocks) -> usize {
+        blocks
+            .0
+            .into_iter()
+            // SAFETY: allocated by the test, freed once.
+            .map(|block| usize::from(unsafe { RawArena::free(block) }))
+            .sum()
+    }
+
+    #[test]
+    fn blocks_are_distinct_aligned_usable_and_keep_their_hot_part_in_one_line() {
+        let mut arena = RawArena::new(ENTRY, 24);
+        // More than the first three chunks hold.
+        let blocks: Vec<NonNull<u8>> = (0..200).map(|_| arena.allocate()).collect();
+        for (i, block) in blocks.iter().enumerate() {
+            // SAFETY: 40 fresh bytes aligned to 8 (Miri checks each write).
+            unsafe { block.cast::<[u64; 5]>().write([i as u64; 5]) };
+        }
+        let mut addresses = HashSet::new();
+        for (i, block) in blocks.iter().enumerate() {
+            let address = block.as_ptr() as usize;
+            assert!(addresses.insert(address), "block {i} handed out twice");
+            assert_eq!(address % 8, 0);
+            assert_eq!(address / LINE, (address + 23) / LINE, "hot part straddles");
+            assert_eq!(
+                address / PAGE,
+                (address + 39) / PAGE,
+                "block straddles a page"
+            );
+            assert!(
+                address % PAGE >= PAGE_HEADER,
+                "a block over its page's header"
+            );
+            // SAFETY: written above, not freed.
+            assert_eq!(unsafe { block.cast::<[u64; 5]>().read() }, [i as u64; 5]);
+        }
+        // Three blocks of 40 in about two lines: at most 44 bytes a block, page headers and
+        // ends included.
+        let pages: HashSet<usize> = addresses.iter().map(|address| address / PAGE).collect();
+        assert!(
+            pages.len() * PAGE <= 200 * 44 + PAGE,
+            "{} pages",
+            pages.len()
+        );
+        drop(arena);
+        assert_eq!(free_all(Blocks(blocks)), 1, "the last free ends the arena");
+    }
+
+    /// Every block size and hot part the arena takes, over several chunks: blocks never
+    /// overlap each other or a page's header, stay inside their page (whose header names
+    /// their arena) and keep a short hot part in one line. Miri checks each write in bounds.
+    #[test]
+    fn every_layout_is_carved_inside_pages_without_overlaps() {
+        let sizes = if cfg!(miri) {
+            vec![8, 40, 48, 256]
+        } else {
+            (8..=MAX_BLOCK).step_by(8).collect()
+        };
+        for size in sizes {
+            for hot in [0, 8, 24, 32, size].into_iter().filter(|&hot| hot <= size) {
+                let align = if size % 16 == 0 { 16 } else { 8 };
+                let mut arena =
+                    RawArena::new(Layout::from_size_align(size, align).expect("valid"), hot);
+                let count = 7 * PAGE / size;
+                let blocks: Vec<NonNull<u8>> = (0..count).map(|_| arena.allocate()).collect();
+                let shared = arena.shared.expect("allocated");
+                let mut addresses: Vec<usize> = blocks.iter().map(|b| b.as_ptr().addr()).collect();
+                for block in &blocks {
+                    // SAFETY: `size` fresh bytes (Miri checks the bounds).
+                    unsafe { block.as_ptr().write_bytes(0xA5, size) };
+                    let page = block.as_ptr().map_addr(|address| address & !(PAGE - 1));
+                    // SAFETY: the block's page, whose header the arena wrote.
+                    assert_eq!(unsafe { page.cast::<NonNull<Shared>>().read() }, shared);
+                }
+                addresses.sort_unstable();
+                for (i, &address) in addresses.iter().enumerate() {
+                    let context = format!("size {size}, hot {hot}, block at {address:#x}");
+                    assert_eq!(address % align, 0, "{context}");
+                    assert!(address % PAGE >= PAGE_HEADER, "{context}: over a header");
+                    assert_eq!(address / PAGE, (address + size - 1) / PAGE, "{context}");
+                    if hot <= MAX_HOT && hot > 0 {
+                        assert_eq!(address / LINE, (address + hot - 1) / LINE, "{context}");
+                    }
+                    if let Some(&next) = addresses.get(i + 1) {
+                        assert!(next >= address + size, "{context}: overlaps the next");
+                    }
+                }
+                drop(arena);
+                assert_eq!(free_all(Blocks(blocks)), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_hot_part_is_carved_where_it_falls() {
+        let mut arena = RawArena::new(Layout::from_size_align(72, 8).expect("valid"), 56);
+        let blocks: Vec<NonNull<u8>> = (0..8).map(|_| arena.allocate()).collect();
+        for pair in blocks.windows(2) {
+            assert_eq!(pair[1].as_ptr() as usize - pair[0].as_ptr() as usize, 72);
+        }
+        assert_eq!(
+            free_all(Blocks(blocks)),
+            0,
+            "the owner still holds the arena"
+        );
+    }
+
+    #[test]
+    fn freed_blocks_are_reused_before_new_ones_are_carved() {
+        let mut arena = RawArena::new(ENTRY, 24);
+        let first: Vec<NonNull<u8>> = (0..10).map(|_| arena.allocate()).collect();
+        let before: HashSet<usize> = first.iter().map(|block| block.as_ptr().addr()).collect();
+        let next = arena.next;
+        assert_eq!(free_all(Blocks(first)), 0);
+        let again: Vec<NonNull<u8>> = (0..10).map(|_| arena.allocate()).collect();
+        let reused: HashSet<usize> = again.iter().map(|block| block.as_ptr().addr()).collect();
+        assert_eq!(reused, before, "the ten freed blocks");
+        assert_eq!(
+            (arena.next, arena.free),
+            (next, ptr::null_mut()),
+            "none carved"
+        );
+        let carved = arena.allocate();
+        assert!(!before.contains(&carved.as_ptr().addr()));
+        drop(arena);
+        assert_eq!(free_all(Blocks(again)), 0);
+        // SAFETY: allocated above, freed once.
+        assert!(
+            unsafe { RawArena::free(carved) },
+            "the last block ends the arena"
+        );
+    }
+
+    #[test]
+    fn an_arena_without_blocks_ends_with_its_owner() {
+        let mut arena = RawArena::new(ENTRY, 24);
+        let block = arena.allocate();
+        // SAFETY: allocated above, freed once.
+        assert!(!unsafe { RawArena::free(block) });
+        drop(arena); // Miri reports the chunks or the shared part if this leaked them.
+        drop(RawArena::new(ENTRY, 24)); // never allocated: nothing to free
+    }
+
+    /// Other threads free blocks (reading each first) while the owner allocates on and then
+    /// goes away: every chunk is freed once, after its last block (Miri reports a chunk freed
+    /// early as a use after free of the block being read, and one never freed as a leak).
+    #[test]
+    fn frees_on_other_threads_race_the_owner() {
+        let mut arena = RawArena::new(ENTRY, 24);
+        let (send, receive) = std::sync::mpsc::channel::<Blocks>();
+        let receive = std::sync::Arc::new(std::sync::Mutex::new(receive));
+        let freers: Vec<_> = (0..2)
+            .map(|_| {
+                let receive = receive.clone();
+                std::thread::spawn(move || {
+                    let mut ended = 0;
+                    while let Ok(blocks) = receive.lock().expect("no panic").recv() {
+                        for block in &blocks.0 {
+                            // SAFETY: written by the owner before sending, not freed yet.
+                            assert_eq!(unsafe { block.cast::<u64>().read() }, 7);
+                        }
+                        ended += free_all(blocks);
+                    }
+                    ended
+                })
+            })
+            .collect();
+        let rounds = if cfg!(miri) { 8 } else { 500 };
+        for _ in 0..rounds {
+            let blocks: Vec<NonNull<u8>> = (0..8)
+                .map(|_| {
+                    let block = arena.allocate();
+                    // SAFETY: a fresh or reused block of 40 bytes, the owner's until sent.
+                    unsafe { block.cast::<u64>().write(7) };
+                    block
+                })
+                .collect();
+            send.send(Blocks(blocks)).expect("the freers run");
+        }
+        drop(arena);
+        drop(send);
+        let ended: usize = freers
+            .into_iter()
+            .map(|f| f.join().expect("no panic"))
+            .sum();
+        assert!(ended <= 1, "the arena ended {ended} times");
+    }
+
+    #[test]
+    fn types_too_large_or_too_aligned_for_a_page_use_the_allocator() {
+        #[repr(align(64))]
+        struct Aligned(#[allow(dead_code)] u8);
+        // An entry of `u64`s; too large; too strictly aligned; too small for the list's link.
+        let carves = [
+            Arena::<[u64; 5]>::CARVES,
+            Arena::<[u64; 64]>::CARVES,
+            Arena::<Aligned>::CARVES,
+            Arena::<u32>::CARVES,
+        ];
+        assert_eq!(carves, [!cfg!(miri), false, false, false]);
+        let mut arena = Arena::<Aligned>::new(0);
+        let block = arena.allocate();
+        // SAFETY: fresh memory for one `Aligned`.
+        unsafe { block.as_ptr().write(Aligned(1)) };
+        assert_eq!(block.as_ptr() as usize % 64, 0);
+        // SAFETY: allocated above, initialised, unreachable after this.
+        unsafe { Arena::destroy(block) };
+    }
+}
+
+/// The arena's race under loom: blocks freed on other threads while the owner takes them back
+/// and goes away, in every order. A block's reuse comes after its last use by the thread that
+/// freed it (loom reports the owner's write racing that use otherwise), exactly one of the
+/// owner's drop and the frees ends the arena, and it comes after every use of every block
+/// (loom reports the end's writes racing a use otherwise). With a `Relaxed` push or
+/// decrement, loom reports a race.
+#[cfg(all(test, dualmap_loom))]
+mod loom_models {
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+
+    /// A block's contents, as loom sees them: a cell per block address, written by each use.
+    struct Uses(Vec<(usize, UnsafeCell<u64>)>);
+
+    impl Uses {
+        fn of(&self, block: NonNull<u8>) -> &UnsafeCell<u64> {
+            let address = block.as_ptr() as usize;
+            &self
+                .0
+                .iter()
+                .find(|(at, _)| *at == address)
+                .expect("a known block")
+                .1
+        }
+        fn write(&self, block: NonNull<u8>) {
+            // SAFETY: a model cell; loom checks that no other access races this one.
+            self.of(block).with_mut(|value| unsafe { *value = 7 });
+        }
+        /// What the end of the arena does to every block.
+        fn end(&self) {
+            for (_, cell) in &self.0 {
+                // SAFETY: as above.
+                cell.with_mut(|value| unsafe { *value = 0 });
+            }
+        }
+    }
+
+    /// Blocks handed to another thread in the model.
+    struct Sent(NonNull<u8>);
+    // SAFETY: arena memory belongs to no thread; the model frees each block once.
+    unsafe impl Send for Sent {}
+
+    #[test]
+    fn a_freed_block_is_reused_and_the_arena_ends_after_every_use() {
+        // Three threads of atomics: unbounded, loom does not finish in 15 minutes; bounded
+        // as tests/loom.rs bounds its models, unless LOOM_MAX_PREEMPTIONS says otherwise.
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = builder.preemption_bound.or(Some(4));
+        builder.check(|| {
+            // Blocks of `MAX_BLOCK` bytes: the first chunk (one page) holds three, so a fourth
+            // is a block freed meanwhile or one of a new chunk.
+            let mut arena = RawArena::new(Layout::from_size_align(MAX_BLOCK, 8).expect("valid"), 0);
+            let blocks: Vec<NonNull<u8>> = (0..3).map(|_| arena.allocate()).collect();
+            let uses = Arc::new(Uses(
+                blocks
+                    .iter()
+                    .map(|block| (block.as_ptr().addr(), UnsafeCell::new(0)))
+                    .collect(),
+            ));
+            let freers: Vec<_> = blocks[..2]
+                .iter()
+                .map(|&block| {
+                    let (uses, block) = (uses.clone(), Sent(block));
+                    loom::thread::spawn(move || {
+                        let Sent(block) = block;
+                        uses.write(block);
+                        // SAFETY: allocated by the owner, freed once, here.
+                        let ended = unsafe { RawArena::free(block) };
+                        if ended {
+                            uses.end();
+                        }
+                        ended
+                    })
+                })
+                .collect();
+            // The owner allocates once more: a block the others freed if one was pushed
+            // already, else one of a new chunk. It uses and frees it and its third block,
+            // then goes away.
+            // Without a yield loom never runs the new threads before this allocation.
+            loom::thread::yield_now();
+            let block = arena.allocate();
+            if blocks.contains(&block) {
+                uses.write(block);
+            }
+            for block in [block, blocks[2]] {
+                // SAFETY: allocated above, freed once.
+                assert!(!unsafe { RawArena::free(block) }, "the owner holds a count");
+            }
+            // The owner's drop, spelt out to see whether it ended the arena.
+            let shared = arena.shared.take().expect("allocated");
+            drop(arena);
+            let mut ends = 0;
+            // SAFETY: the owner's count kept the shared part alive until now.
+            if unsafe { shared.as_ref() }.release() {
+                uses.end();
+                // SAFETY: that was the last count.
+                unsafe { end(shared) };
+                ends += 1;
+            }
+            for freer in freers {
+                ends += usize::from(freer.join().expect("no panic"));
+            }
+            assert_eq!(ends, 1, "exactly one ends the arena");
+        });
+    }
+}
