@@ -1034,14 +1034,14 @@ impl<K, V> RawMap<K, V> {
         (!snapshot.table.is_empty() || snapshot.amended()).then_some(snapshot)
     }
 
-    /// Publishes `table` as the whole read table of a vacant map, not amended: every key is
-    /// read lock-free from now on. `&mut self` stands in for the mutex: no other thread can
-    /// add a key between the caller's `is_vacant` and this publication.
     /// The pair's entry memory, for a bulk load through `&mut self`.
     pub(crate) fn arena(&mut self) -> &mut EntryArena<K, V> {
         &mut self.dirty.get_mut().arena
     }
 
+    /// Publishes `table` as the whole read table of a vacant map, not amended: every key is
+    /// read lock-free from now on. `&mut self` stands in for the mutex: no other thread can
+    /// add a key between the caller's `is_vacant` and this publication.
     pub(crate) fn publish_bulk(&mut self, table: Table<K, V>) {
         debug_assert!(self.is_vacant());
         self.emptied.store(false, SeqCst);
