@@ -20,13 +20,15 @@
 //! How:
 //! - The owner (the pair, under its mutex) allocates: it pops a block from its own free list;
 //!   when that is empty it takes every block freed since, at once, from the shared stack;
-//!   when that is empty too it carves a new chunk whole into its list. Chunks grow from one
-//!   [`PAGE`] to [`MAX_CHUNK_PAGES`], so a small map's pairs take 1 KiB each.
+//!   when that is empty too it carves the next block from its chunk, and when the chunk is
+//!   full it allocates the next. Chunks grow from [`MIN_CHUNK`] bytes (a few entries) by
+//!   half of the arena's size each time, to [`MAX_CHUNK`], so a small map's pairs take
+//!   little and the unfilled end of the last chunk is at most a third of an arena.
 //! - Any thread frees: it pushes the block onto the shared stack (a Treiber stack that is
 //!   only pushed and taken whole, so no ABA: a push whose top was taken and pushed again
 //!   meanwhile still links a valid list), then drops the block's count.
 //! - A block finds its arena through its page: chunks are aligned to [`PAGE`], and each page
-//!   starts with the address of its arena's shared part.
+//!   (or each chunk smaller than a page) starts with the address of its arena's shared part.
 //! - The shared part counts the owner (1) and every block handed out and not yet freed,
 //!   `Arc`'s protocol: whoever takes the count to 0 frees every chunk and the shared part.
 //!   So the arena outlives its pair while a snapshot or a `Ref` still holds an entry.
@@ -37,13 +39,17 @@ use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-/// The unit chunks are made of, and their alignment: each page starts with a header, so that a
-/// block's arena is one load from its address rounded down.
+/// The alignment of chunks, and the unit larger ones are made of: each page starts with a
+/// header, so that a block's arena is one load from its address rounded down.
 pub(crate) const PAGE: usize = 1024;
 
-/// The largest chunk, in pages (64 KiB, about 1,500 entries of `u64`s): larger chunks save
-/// little, and leave more of a pair's last chunk unused.
-pub(crate) const MAX_CHUNK_PAGES: usize = 64;
+/// The smallest first chunk: room for about five entries of `u64`s, so that a pair holding a
+/// key or two (a small map with many pairs) takes 256 bytes, not a page.
+pub(crate) const MIN_CHUNK: usize = 256;
+
+/// The largest chunk (64 KiB, about 1,500 entries of `u64`s): larger chunks save little, and
+/// leave more of a pair's last chunk unused.
+pub(crate) const MAX_CHUNK: usize = 64 * 1024;
 
 /// A cache line, which a block's hot part is kept within.
 const LINE: usize = 64;
@@ -62,7 +68,7 @@ const MAX_ALIGN: usize = 16;
 /// Every page starts with the address of its arena's [`Shared`].
 const PAGE_HEADER: usize = size_of::<usize>();
 
-/// A chunk's first page also holds the previous chunk's address and the chunk's page count,
+/// A chunk's first page also holds the previous chunk's address and the chunk's size,
 /// so that the chunks form a list for the arena's end.
 const CHUNK_HEADER: usize = 3 * size_of::<usize>();
 
@@ -97,19 +103,19 @@ unsafe fn end(shared: NonNull<Shared>) {
     let mut chunk = shared.chunks.load(Relaxed);
     while !chunk.is_null() {
         // SAFETY: every chunk of the list is live until freed here, and its first page's
-        // header holds its predecessor and its page count (`RawArena::carve`).
+        // header holds its predecessor and its size (`RawArena::start_chunk`).
         unsafe {
             let header = chunk.cast::<usize>();
             let previous = header.add(1).cast::<*mut u8>().read();
-            let pages = header.add(2).read();
-            dealloc(chunk, chunk_layout(pages));
+            let bytes = header.add(2).read();
+            dealloc(chunk, chunk_layout(bytes));
             chunk = previous;
         }
     }
 }
 
-fn chunk_layout(pages: usize) -> Layout {
-    Layout::from_size_align(pages * PAGE, PAGE).expect("a chunk's layout")
+fn chunk_layout(bytes: usize) -> Layout {
+    Layout::from_size_align(bytes, PAGE).expect("a chunk's layout")
 }
 
 /// An arena's owner part, for blocks of one layout: only the pair holding it (under its
@@ -124,6 +130,8 @@ pub(crate) struct RawArena {
     chunk: *mut u8,
     chunk_bytes: usize,
     next: usize,
+    /// The bytes of all its chunks, which sets the next one's size.
+    total_bytes: usize,
     block: Layout,
     hot: usize,
 }
@@ -144,6 +152,7 @@ impl RawArena {
             chunk: ptr::null_mut(),
             chunk_bytes: 0,
             next: 0,
+            total_bytes: 0,
             block,
             hot,
         }
@@ -197,8 +206,8 @@ impl RawArena {
         let round_up = |offset: usize, to: usize| (offset + to - 1) & !(to - 1);
         loop {
             // `start` is past its page's header, or at the end of a page (which may be the
-            // chunk's end): a page of its own.
-            let page_end = round_up(start, PAGE);
+            // chunk's end): a page of its own. A chunk smaller than a page is one page.
+            let page_end = round_up(start, PAGE).min(self.chunk_bytes);
             let mut at = round_up(start, align);
             if self.hot <= MAX_HOT && at % LINE + self.hot > LINE {
                 at = round_up(at, LINE);
@@ -219,8 +228,9 @@ impl RawArena {
         unsafe { NonNull::new_unchecked(self.chunk.add(start)) }
     }
 
-    /// Allocates the next chunk (twice the last, up to [`MAX_CHUNK_PAGES`]) and writes its
-    /// pages' headers; the first also allocates the shared part.
+    /// Allocates the next chunk (half of all the arena's chunks, up to [`MAX_CHUNK`]; the
+    /// first holds at least one block wherever its line puts it) and writes its pages'
+    /// headers; the first also allocates the shared part.
     #[cold]
     #[inline(never)]
     fn start_chunk(&mut self) {
@@ -231,15 +241,22 @@ impl RawArena {
                 chunks: AtomicPtr::new(ptr::null_mut()),
             })))
         });
-        let pages = (self.chunk_bytes / PAGE * 2).clamp(1, MAX_CHUNK_PAGES);
-        let layout = chunk_layout(pages);
+        let first = (CHUNK_HEADER + LINE + self.block.size())
+            .next_power_of_two()
+            .max(MIN_CHUNK);
+        // Half of what the arena has, so that its chunks grow by half each time, and the
+        // last, partly carved, holds at most a third of the arena.
+        let bytes = (self.total_bytes / 2)
+            .next_multiple_of(LINE)
+            .clamp(first, MAX_CHUNK);
+        let layout = chunk_layout(bytes);
         // SAFETY: the layout is not zero-sized.
         let chunk = unsafe { alloc(layout) };
         if chunk.is_null() {
             handle_alloc_error(layout);
         }
-        for page in 0..pages {
-            // SAFETY: every page lies inside the chunk, aligned to a pointer.
+        for page in 0..bytes.div_ceil(PAGE) {
+            // SAFETY: every page starts inside the chunk, aligned to a pointer.
             unsafe {
                 chunk
                     .add(page * PAGE)
@@ -253,12 +270,13 @@ impl RawArena {
         unsafe {
             let header = chunk.cast::<usize>();
             header.add(1).cast::<*mut u8>().write(chunks.load(Relaxed));
-            header.add(2).write(pages);
+            header.add(2).write(bytes);
         }
         // `Relaxed`: read only by the arena's end, after the last count's `AcqRel`.
         chunks.store(chunk, Relaxed);
         self.chunk = chunk;
-        self.chunk_bytes = pages * PAGE;
+        self.chunk_bytes = bytes;
+        self.total_bytes += bytes;
     }
 
     /// Frees a block, on any thread. True if that ended the arena (its owner was gone and this
@@ -441,14 +459,22 @@ mod tests {
             // SAFETY: written above, not freed.
             assert_eq!(unsafe { block.cast::<[u64; 5]>().read() }, [i as u64; 5]);
         }
-        // Three blocks of 40 in about two lines: at most 44 bytes a block, page headers and
-        // ends included.
-        let pages: HashSet<usize> = addresses.iter().map(|address| address / PAGE).collect();
+        // Three blocks of 40 in about two lines: a full page holds 23 (at most 44 bytes a
+        // block, the page's header and end included).
+        let mut per_page = std::collections::HashMap::new();
+        for address in &addresses {
+            *per_page.entry(address / PAGE).or_insert(0) += 1;
+        }
+        let fullest = per_page.values().copied().max();
         assert!(
-            pages.len() * PAGE <= 200 * 44 + PAGE,
-            "{} pages",
-            pages.len()
+            fullest >= Some(23),
+            "{fullest:?} blocks in the fullest page"
         );
+        // The first chunk is small: a pair with a key or two takes `MIN_CHUNK` bytes.
+        let first_chunk = blocks[0].as_ptr().addr() & !(PAGE - 1);
+        assert!(blocks[..4]
+            .iter()
+            .all(|block| block.as_ptr().addr() - first_chunk < MIN_CHUNK));
         drop(arena);
         assert_eq!(free_all(Blocks(blocks)), 1, "the last free ends the arena");
     }
@@ -501,10 +527,19 @@ mod tests {
     #[test]
     fn a_long_hot_part_is_carved_where_it_falls() {
         let mut arena = RawArena::new(Layout::from_size_align(72, 8).expect("valid"), 56);
-        let blocks: Vec<NonNull<u8>> = (0..8).map(|_| arena.allocate()).collect();
+        let blocks: Vec<NonNull<u8>> = (0..40).map(|_| arena.allocate()).collect();
+        let mut neighbours = 0;
         for pair in blocks.windows(2) {
-            assert_eq!(pair[1].as_ptr() as usize - pair[0].as_ptr() as usize, 72);
+            let (a, b) = (pair[0].as_ptr().addr(), pair[1].as_ptr().addr());
+            if a / PAGE == b / PAGE {
+                assert_eq!(b - a, 72);
+                neighbours += 1;
+            }
         }
+        assert!(
+            neighbours >= 30,
+            "{neighbours} blocks after another in a page"
+        );
         assert_eq!(
             free_all(Blocks(blocks)),
             0,
@@ -665,8 +700,8 @@ mod loom_models {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = builder.preemption_bound.or(Some(4));
         builder.check(|| {
-            // Blocks of `MAX_BLOCK` bytes: the first chunk (one page) holds three, so a fourth
-            // is a block freed meanwhile or one of a new chunk.
+            // Blocks of `MAX_BLOCK` bytes, so that three span chunks and a fourth is a block
+            // freed meanwhile or a newly carved one.
             let mut arena = RawArena::new(Layout::from_size_align(MAX_BLOCK, 8).expect("valid"), 0);
             let blocks: Vec<NonNull<u8>> = (0..3).map(|_| arena.allocate()).collect();
             let uses = Arc::new(Uses(

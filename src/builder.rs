@@ -18,8 +18,8 @@ use std::fmt;
 ///
 /// Each pair costs about 300 bytes up front, so an empty map takes about 2.5 KB with 8 pairs
 /// (2 cores) and 19.5 KB with 64 (16 cores), and each pair that holds a key allocates its
-/// entries from chunks of its own, 1 KiB at first (so a map of 64 keys spread over 64 pairs
-/// takes about 64 KiB of chunks): for many small maps, or maps that rarely get new keys, use
+/// entries from chunks of its own, 256 bytes at first (so a map of 64 keys spread over 64
+/// pairs takes about 16 KiB of chunks): for many small maps, or maps that rarely get new keys, use
 /// one pair. Each pair also adds a few instructions to every operation (one
 /// shift, one mask and one load), and iteration visits every pair.
 ///

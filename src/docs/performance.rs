@@ -26,7 +26,7 @@
 //! promotion, every new key taking its pair's mutex, and `iter` on an amended pair promoting
 //! it. Prefer a sharded map when new keys are frequent.
 //!
-//! Memory: each pair allocates its entries from chunks of its own (1 KiB, growing to 64 KiB),
+//! Memory: each pair allocates its entries from chunks of its own (256 bytes, growing to 64 KiB),
 //! where a lookup's bytes of an entry share one cache line, and reuses the memory of removed
 //! keys for its next new keys. So, as with a hash table's capacity, a map keeps the memory of
 //! its largest number of entries (and of removed keys not yet reclaimed) until it is dropped;
