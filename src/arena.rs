@@ -33,7 +33,7 @@
 //!   `Arc`'s protocol: whoever takes the count to 0 frees every chunk and the shared part.
 //!   So the arena outlives its pair while a snapshot or a `Ref` still holds an entry.
 
-use crate::sync::{AtomicPtr, AtomicUsize};
+use crate::sync::{AtomicPtr, AtomicUsize, UseCheck};
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
@@ -81,6 +81,8 @@ struct Shared {
     /// The newest chunk (each links the previous one); written by the owner only, read by
     /// whoever ends the arena.
     chunks: AtomicPtr<u8>,
+    /// Lets loom check that the end comes after every free's last use of this part.
+    uses: UseCheck,
 }
 
 impl Shared {
@@ -100,6 +102,7 @@ impl Shared {
 unsafe fn end(shared: NonNull<Shared>) {
     // SAFETY: the caller's contract: the last count is gone, so nothing else reaches it.
     let shared = unsafe { Box::from_raw(shared.as_ptr()) };
+    shared.uses.ended();
     let mut chunk = shared.chunks.load(Relaxed);
     while !chunk.is_null() {
         // SAFETY: every chunk of the list is live until freed here, and its first page's
@@ -136,8 +139,10 @@ pub(crate) struct RawArena {
     hot: usize,
 }
 
-// SAFETY: the arena's memory belongs to no thread: blocks are plain memory, and the shared
-// part is reached through atomics only. The owner part moves with its pair.
+// SAFETY: the arena's memory belongs to no thread: blocks are plain memory; the shared part is
+// reached through atomics, and through page and chunk headers that are written before any
+// block of their chunk is handed out and never change until the arena ends. The owner part
+// moves with its pair.
 unsafe impl Send for RawArena {}
 
 impl RawArena {
@@ -178,8 +183,8 @@ impl RawArena {
     }
 
     /// The first of the blocks freed since the owner last took them, keeping the rest; `None`
-    /// if there are none. A load first, so that a growing map's allocations write nothing
-    /// shared.
+    /// if there are none. A load first, so that a growing map's allocations do not write the
+    /// stack's line (each still increments the count, on the line that frees write too).
     #[inline]
     fn take_freed(&mut self) -> Option<NonNull<u8>> {
         // SAFETY: the owner's count keeps the shared part alive.
@@ -239,6 +244,7 @@ impl RawArena {
                 count: AtomicUsize::new(1),
                 freed: AtomicPtr::new(ptr::null_mut()),
                 chunks: AtomicPtr::new(ptr::null_mut()),
+                uses: UseCheck::new(),
             })))
         });
         let first = (CHUNK_HEADER + LINE + self.block.size())
@@ -298,7 +304,7 @@ impl RawArena {
             // SAFETY: the block is the caller's, unused now, at least a pointer long and
             // aligned to one.
             unsafe { block.cast::<*mut u8>().write(top) };
-            // `Release`: the owner that takes the block sees it unused (`refill`).
+            // `Release`: the owner that takes the block sees it unused (`take_freed`).
             match counted
                 .freed
                 .compare_exchange_weak(top, block, Release, Relaxed)
@@ -307,6 +313,9 @@ impl RawArena {
                 Err(actual) => top = actual,
             }
         }
+        // The push was the last use of the shared part but the count's: only then may the
+        // count let the arena end.
+        counted.uses.used();
         if counted.release() {
             // SAFETY: the last count: the owner is gone and every block freed.
             unsafe { end(shared) };
@@ -316,15 +325,26 @@ impl RawArena {
     }
 }
 
+impl RawArena {
+    /// Drops the owner's count (once; the owner allocates nothing after); true if that ended
+    /// the arena. The owner's drop, which the tests call directly to see which drop ended it.
+    fn release_owner(&mut self) -> bool {
+        let Some(shared) = self.shared.take() else {
+            return false;
+        };
+        // SAFETY: the owner's count kept the shared part alive until now.
+        if unsafe { shared.as_ref() }.release() {
+            // SAFETY: that was the last count.
+            unsafe { end(shared) };
+            return true;
+        }
+        false
+    }
+}
+
 impl Drop for RawArena {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared {
-            // SAFETY: the owner's count kept it alive until now.
-            if unsafe { shared.as_ref() }.release() {
-                // SAFETY: that was the last count.
-                unsafe { end(shared) };
-            }
-        }
+        self.release_owner();
     }
 }
 
@@ -339,8 +359,10 @@ const fn carvable(layout: Layout) -> bool {
 
 /// An arena of `T`s: a [`RawArena`] where `T` can be carved, else the global allocator. Under
 /// Miri nothing is carved, so that Miri sees every `T`'s memory freed and reports any use
-/// after it (the arena's own tests run under Miri on a `RawArena`); under loom neither, so
-/// that the map's models do not carry the arena's atomics (its own model checks its race).
+/// after it (the arena's own tests run under Miri on a `RawArena`, and CI runs the entry,
+/// bulk and table tests under Miri with `--cfg dualmap_miri_arena`, which carves there too);
+/// under loom nothing either, so that the map's models do not carry the arena's atomics (its
+/// own model checks its race).
 pub(crate) struct Arena<T> {
     raw: Option<RawArena>,
     _blocks: PhantomData<fn() -> T>,
@@ -348,7 +370,9 @@ pub(crate) struct Arena<T> {
 
 impl<T> Arena<T> {
     /// Whether `T`s are carved here.
-    const CARVES: bool = !cfg!(any(miri, dualmap_loom)) && carvable(Layout::new::<T>());
+    const CARVES: bool = !cfg!(dualmap_loom)
+        && (!cfg!(miri) || cfg!(dualmap_miri_arena))
+        && carvable(Layout::new::<T>());
 
     /// An arena of `T`s whose first `hot` bytes a lookup reads.
     pub(crate) const fn new(hot: usize) -> Self {
@@ -505,11 +529,33 @@ mod tests {
                     // SAFETY: the block's page, whose header the arena wrote.
                     assert_eq!(unsafe { page.cast::<NonNull<Shared>>().read() }, shared);
                 }
+                // The chunks, from their list: (start, bytes).
+                let mut chunks = Vec::new();
+                // SAFETY: the owner's count keeps the shared part and its chunks alive.
+                let mut chunk = unsafe { shared.as_ref() }.chunks.load(Relaxed);
+                while !chunk.is_null() {
+                    // SAFETY: a live chunk's header: its predecessor and its size.
+                    unsafe {
+                        let header = chunk.cast::<usize>();
+                        chunks.push((chunk.addr(), header.add(2).read()));
+                        chunk = header.add(1).cast::<*mut u8>().read();
+                    }
+                }
                 addresses.sort_unstable();
                 for (i, &address) in addresses.iter().enumerate() {
                     let context = format!("size {size}, hot {hot}, block at {address:#x}");
+                    let &(start, bytes) = chunks
+                        .iter()
+                        .find(|&&(start, bytes)| (start..start + bytes).contains(&address))
+                        .unwrap_or_else(|| panic!("{context}: in no chunk"));
+                    let header = if address - start < PAGE {
+                        CHUNK_HEADER
+                    } else {
+                        PAGE_HEADER
+                    };
+                    assert!(address + size <= start + bytes, "{context}: past its chunk");
+                    assert!(address % PAGE >= header, "{context}: over a header");
                     assert_eq!(address % align, 0, "{context}");
-                    assert!(address % PAGE >= PAGE_HEADER, "{context}: over a header");
                     assert_eq!(address / PAGE, (address + size - 1) / PAGE, "{context}");
                     if hot <= MAX_HOT && hot > 0 {
                         assert_eq!(address / LINE, (address + hot - 1) / LINE, "{context}");
@@ -619,13 +665,13 @@ mod tests {
                 .collect();
             send.send(Blocks(blocks)).expect("the freers run");
         }
-        drop(arena);
         drop(send);
-        let ended: usize = freers
-            .into_iter()
-            .map(|f| f.join().expect("no panic"))
-            .sum();
-        assert!(ended <= 1, "the arena ended {ended} times");
+        let ended = usize::from(arena.release_owner())
+            + freers
+                .into_iter()
+                .map(|f| f.join().expect("no panic"))
+                .sum::<usize>();
+        assert_eq!(ended, 1, "the arena ended {ended} times");
     }
 
     #[test]
@@ -639,7 +685,8 @@ mod tests {
             Arena::<Aligned>::CARVES,
             Arena::<u32>::CARVES,
         ];
-        assert_eq!(carves, [!cfg!(miri), false, false, false]);
+        let carves_entries = !cfg!(miri) || cfg!(dualmap_miri_arena);
+        assert_eq!(carves, [carves_entries, false, false, false]);
         let mut arena = Arena::<Aligned>::new(0);
         let block = arena.allocate();
         // SAFETY: fresh memory for one `Aligned`.
@@ -654,8 +701,9 @@ mod tests {
 /// and goes away, in every order. A block's reuse comes after its last use by the thread that
 /// freed it (loom reports the owner's write racing that use otherwise), exactly one of the
 /// owner's drop and the frees ends the arena, and it comes after every use of every block
-/// (loom reports the end's writes racing a use otherwise). With a `Relaxed` push or
-/// decrement, loom reports a race.
+/// (loom reports the end's writes racing a use otherwise, or, for the shared part, its
+/// `UseCheck`). With a `Relaxed` push, take or decrement, or a decrement moved before the
+/// push, loom reports a race.
 #[cfg(all(test, dualmap_loom))]
 mod loom_models {
     use super::*;
@@ -726,28 +774,24 @@ mod loom_models {
                     })
                 })
                 .collect();
-            // The owner allocates once more: a block the others freed if one was pushed
-            // already, else one of a new chunk. It uses and frees it and its third block,
-            // then goes away.
-            // Without a yield loom never runs the new threads before this allocation.
+            // The owner allocates twice more: the blocks the others freed if they were pushed
+            // already (the second through the first's link), else new ones. It uses and
+            // frees them and its third block, then goes away.
+            // Without a yield loom never runs the new threads before these allocations.
             loom::thread::yield_now();
-            let block = arena.allocate();
-            if blocks.contains(&block) {
-                uses.write(block);
+            let again = [arena.allocate(), arena.allocate()];
+            for &block in &again {
+                if blocks.contains(&block) {
+                    uses.write(block);
+                }
             }
-            for block in [block, blocks[2]] {
+            for block in [again[0], again[1], blocks[2]] {
                 // SAFETY: allocated above, freed once.
                 assert!(!unsafe { RawArena::free(block) }, "the owner holds a count");
             }
-            // The owner's drop, spelt out to see whether it ended the arena.
-            let shared = arena.shared.take().expect("allocated");
-            drop(arena);
             let mut ends = 0;
-            // SAFETY: the owner's count kept the shared part alive until now.
-            if unsafe { shared.as_ref() }.release() {
+            if arena.release_owner() {
                 uses.end();
-                // SAFETY: that was the last count.
-                unsafe { end(shared) };
                 ends += 1;
             }
             for freer in freers {

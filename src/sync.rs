@@ -151,6 +151,21 @@ mod imp {
     pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
         *atomic.get_mut()
     }
+
+    /// Nothing at run time. Under loom, a cell that records uses of state whose end a count
+    /// decides (the entry arena's shared part): `used` where a thread is done with it and
+    /// `ended` where it is freed, so that loom reports an end not ordered after every use.
+    pub(crate) struct UseCheck;
+
+    impl UseCheck {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+        #[inline(always)]
+        pub(crate) fn used(&self) {}
+        #[inline(always)]
+        pub(crate) fn ended(&self) {}
+    }
 }
 
 #[cfg(dualmap_loom)]
@@ -203,6 +218,21 @@ mod imp {
 
     pub(crate) fn exclusive_ptr<T>(atomic: &mut AtomicPtr<T>) -> *mut T {
         atomic.with_mut(|ptr| *ptr)
+    }
+
+    /// A cell read by every use and written by the end (see the `std` version).
+    pub(crate) struct UseCheck(UnsafeCell<()>);
+
+    impl UseCheck {
+        pub(crate) fn new() -> Self {
+            Self(UnsafeCell::new(()))
+        }
+        pub(crate) fn used(&self) {
+            self.0.with(|_| ());
+        }
+        pub(crate) fn ended(&self) {
+            self.0.with_mut(|_| ());
+        }
     }
 }
 

@@ -31,7 +31,7 @@
 //! keys for its next new keys. So, as with a hash table's capacity, a map keeps the memory of
 //! its largest number of entries (and of removed keys not yet reclaimed) until it is dropped;
 //! dropping the map returns all of it once the last `Ref`, iterator or `Reader` that pins an
-//! entry is gone.
+//! entry is gone (until then, such an entry keeps all of its pair's entry memory).
 //!
 //! ```
 //! // One read/dirty pair with Go's promotion rule, so that one miss below promotes.
