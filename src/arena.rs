@@ -211,13 +211,14 @@ impl RawArena {
         let round_up = |offset: usize, to: usize| (offset + to - 1) & !(to - 1);
         loop {
             // `start` is past its page's header, or at the end of a page (which may be the
-            // chunk's end): a page of its own. A chunk smaller than a page is one page.
+            // chunk's end): a page of its own. A chunk smaller than a page is one page, and
+            // before the first chunk `chunk_bytes` is 0, so that nothing fits.
             let page_end = round_up(start, PAGE).min(self.chunk_bytes);
             let mut at = round_up(start, align);
             if self.hot <= MAX_HOT && at % LINE + self.hot > LINE {
                 at = round_up(at, LINE);
             }
-            if at + size <= page_end && !self.chunk.is_null() {
+            if at + size <= page_end {
                 start = at;
                 break;
             }
