@@ -33,6 +33,7 @@
 //!   `Arc`'s protocol: whoever takes the count to 0 frees every chunk and the shared part.
 //!   So the arena outlives its pair while a snapshot or a `Ref` still holds an entry.
 
+use crate::block::drop_then_free;
 use crate::sync::{AtomicPtr, AtomicUsize, UseCheck};
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::marker::PhantomData;
@@ -411,24 +412,20 @@ impl<T> Arena<T> {
     /// `block` came from an `Arena<T>`'s [`allocate`](Self::allocate), holds an initialised
     /// `T`, and nothing reaches it any more.
     pub(crate) unsafe fn destroy(block: NonNull<T>) {
-        struct Free<T>(NonNull<T>);
-        impl<T> Drop for Free<T> {
-            fn drop(&mut self) {
-                if Arena::<T>::CARVES {
-                    // SAFETY: carved (`CARVES` decides for every `Arena<T>` alike), its `T`
-                    // dropped or being unwound from, unreachable (`destroy`'s contract).
-                    unsafe { RawArena::free(self.0.cast()) };
+        // SAFETY: the caller's contract.
+        unsafe {
+            drop_then_free(block, |block| {
+                // `drop_then_free` calls this once, after the `T`'s drop (or while unwinding
+                // from it), on a block that nothing reaches (`destroy`'s contract).
+                if Self::CARVES {
+                    // SAFETY: carved (`CARVES` decides for every `Arena<T>` alike), free now.
+                    RawArena::free(block.cast());
                 } else {
-                    // SAFETY: from the global allocator with `T`'s layout, unreachable.
-                    unsafe { dealloc(self.0.as_ptr().cast(), Layout::new::<T>()) };
+                    // SAFETY: from the global allocator with `T`'s layout, free now.
+                    dealloc(block.as_ptr().cast(), Layout::new::<T>());
                 }
-            }
-        }
-        let free = Free(block);
-        // SAFETY: the caller's contract. Drop glue drops every field of the `T` even when its
-        // `Drop` or one field's panics.
-        unsafe { ptr::drop_in_place(block.as_ptr()) };
-        drop(free);
+            })
+        };
     }
 }
 

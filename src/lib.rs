@@ -90,6 +90,7 @@
 
 mod arena;
 mod batches;
+mod block;
 mod builder;
 mod bulk;
 mod dirty;

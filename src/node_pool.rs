@@ -35,6 +35,7 @@
 //! Under Miri nothing is pooled: a pooled block stays allocated, so a use after free through
 //! it would be invisible to Miri; every release goes to the allocator there instead.
 
+use crate::block::drop_then_free;
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
 use std::ptr::{self, NonNull};
@@ -364,19 +365,14 @@ pub(crate) unsafe fn release<T>(block: NonNull<T>) {
 /// `block` came from `allocate::<T>()`, holds an initialised `T`, and nothing reaches it any
 /// more.
 pub(crate) unsafe fn destroy<T>(block: NonNull<T>) {
-    struct Release<T>(NonNull<T>);
-    impl<T> Drop for Release<T> {
-        fn drop(&mut self) {
-            // SAFETY: the `T` is dropped (or being unwound from) and the block unreachable
-            // (the caller's contract).
-            unsafe { release(self.0) };
-        }
-    }
-    let release = Release(block);
-    // SAFETY: the caller's contract. Drop glue drops every field of the `T` even when its
-    // `Drop` or one field's panics.
-    unsafe { ptr::drop_in_place(block.as_ptr()) };
-    drop(release);
+    // SAFETY: the caller's contract.
+    unsafe {
+        drop_then_free(block, |block| {
+            // SAFETY: from `allocate::<T>()` (the caller's contract), its `T` gone:
+            // `drop_then_free` frees it after the drop, once.
+            release(block)
+        })
+    };
 }
 
 #[cfg(test)]
