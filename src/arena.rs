@@ -122,8 +122,26 @@ fn chunk_layout(bytes: usize) -> Layout {
     Layout::from_size_align(bytes, PAGE).expect("a chunk's layout")
 }
 
-/// An arena's owner part, for blocks of one layout: only the pair holding it (under its
-/// mutex, or through `&mut`) allocates.
+/// What an arena carves: blocks of one layout (at least a pointer's size, at most
+/// [`MAX_BLOCK`] bytes aligned to at most [`MAX_ALIGN`]), whose first `hot` bytes lie in one
+/// line if there are at most [`MAX_HOT`] of them. Passed to each call rather than kept in the
+/// arena: for an [`Arena`] it is a constant of its type, which the carving folds into its
+/// arithmetic.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    block: Layout,
+    hot: usize,
+}
+
+impl Shape {
+    pub(crate) const fn new(block: Layout, hot: usize) -> Self {
+        assert!(carvable(block) && hot <= block.size());
+        Self { block, hot }
+    }
+}
+
+/// An arena's owner part, for blocks of one [`Shape`]: only the pair holding it (under its
+/// mutex, or through `&mut`) allocates, always with the same shape.
 pub(crate) struct RawArena {
     /// Allocated with the first chunk.
     shared: Option<NonNull<Shared>>,
@@ -136,8 +154,6 @@ pub(crate) struct RawArena {
     next: usize,
     /// The bytes of all its chunks, which sets the next one's size.
     total_bytes: usize,
-    block: Layout,
-    hot: usize,
 }
 
 // SAFETY: the arena's memory belongs to no thread: blocks are plain memory; the shared part is
@@ -147,11 +163,8 @@ pub(crate) struct RawArena {
 unsafe impl Send for RawArena {}
 
 impl RawArena {
-    /// An arena of blocks of `block`'s layout (at least a pointer's size, at most
-    /// [`MAX_BLOCK`] bytes aligned to at most [`MAX_ALIGN`]), whose first `hot` bytes lie in
-    /// one line if there are at most [`MAX_HOT`] of them. Allocates nothing yet.
-    pub(crate) const fn new(block: Layout, hot: usize) -> Self {
-        assert!(carvable(block) && hot <= block.size());
+    /// An empty arena; allocates nothing yet.
+    pub(crate) const fn new() -> Self {
         Self {
             shared: None,
             free: ptr::null_mut(),
@@ -159,14 +172,13 @@ impl RawArena {
             chunk_bytes: 0,
             next: 0,
             total_bytes: 0,
-            block,
-            hot,
         }
     }
 
-    /// A block, uninitialised: one freed before if there is one, else a new one.
+    /// A block of `shape`, uninitialised: one freed before if there is one, else a new one.
+    /// Every call on an arena passes the same shape.
     #[inline]
-    pub(crate) fn allocate(&mut self) -> NonNull<u8> {
+    pub(crate) fn allocate(&mut self, shape: Shape) -> NonNull<u8> {
         let block = match NonNull::new(self.free) {
             Some(block) => {
                 // SAFETY: a free block holds the next one's address in its first word
@@ -174,7 +186,7 @@ impl RawArena {
                 self.free = unsafe { block.cast::<*mut u8>().read() };
                 block
             }
-            None => self.take_freed().unwrap_or_else(|| self.carve()),
+            None => self.take_freed().unwrap_or_else(|| self.carve(shape)),
         };
         let shared = self.shared.expect("allocated with the first chunk");
         // SAFETY: the owner's count keeps the shared part alive. `Relaxed`, as `Arc`'s clone:
@@ -204,8 +216,8 @@ impl RawArena {
     /// A new block: the next place in the chunk where it fits within a page, its hot part
     /// within a line, or the start of a new chunk.
     #[inline]
-    fn carve(&mut self) -> NonNull<u8> {
-        let (size, align) = (self.block.size(), self.block.align());
+    fn carve(&mut self, shape: Shape) -> NonNull<u8> {
+        let (size, align, hot) = (shape.block.size(), shape.block.align(), shape.hot);
         let mut start = self.next;
         // Masks, not `next_multiple_of`: alignments are powers of two, and a division would
         // be the slowest instruction of an allocation.
@@ -216,7 +228,7 @@ impl RawArena {
             // before the first chunk `chunk_bytes` is 0, so that nothing fits.
             let page_end = round_up(start, PAGE).min(self.chunk_bytes);
             let mut at = round_up(start, align);
-            if self.hot <= MAX_HOT && at % LINE + self.hot > LINE {
+            if hot <= MAX_HOT && at % LINE + hot > LINE {
                 at = round_up(at, LINE);
             }
             if at + size <= page_end {
@@ -226,7 +238,7 @@ impl RawArena {
             start = if page_end < self.chunk_bytes {
                 page_end + PAGE_HEADER
             } else {
-                self.start_chunk();
+                self.start_chunk(shape);
                 CHUNK_HEADER
             };
         }
@@ -240,7 +252,7 @@ impl RawArena {
     /// headers; the first also allocates the shared part.
     #[cold]
     #[inline(never)]
-    fn start_chunk(&mut self) {
+    fn start_chunk(&mut self, shape: Shape) {
         let shared = *self.shared.get_or_insert_with(|| {
             NonNull::from(Box::leak(Box::new(Shared {
                 count: AtomicUsize::new(1),
@@ -249,7 +261,7 @@ impl RawArena {
                 uses: UseCheck::new(),
             })))
         });
-        let first = (CHUNK_HEADER + LINE + self.block.size())
+        let first = (CHUNK_HEADER + LINE + shape.block.size())
             .next_power_of_two()
             .max(MIN_CHUNK);
         // Half of what the arena has, so that its chunks grow by half each time, and the
@@ -365,25 +377,38 @@ const fn carvable(layout: Layout) -> bool {
 /// bulk and table tests under Miri with `--cfg dualmap_miri_arena`, which carves there too);
 /// under loom nothing either, so that the map's models do not carry the arena's atomics (its
 /// own model checks its race).
-pub(crate) struct Arena<T> {
-    raw: Option<RawArena>,
+pub(crate) struct Arena<T: Carved> {
+    /// Unused (it allocates nothing) where `T`s are not carved.
+    raw: RawArena,
     _blocks: PhantomData<fn() -> T>,
 }
 
-impl<T> Arena<T> {
+/// A type an [`Arena`] holds: how many of its first bytes a lookup reads (at most its size),
+/// which the arena keeps in one cache line where they are at most [`MAX_HOT`]. Only placement
+/// depends on it.
+pub(crate) trait Carved {
+    const HOT: usize;
+}
+
+impl<T: Carved> Arena<T> {
     /// Whether `T`s are carved here.
     const CARVES: bool = !cfg!(dualmap_loom)
         && (!cfg!(miri) || cfg!(dualmap_miri_arena))
         && carvable(Layout::new::<T>());
 
-    /// An arena of `T`s whose first `hot` bytes a lookup reads.
-    pub(crate) const fn new(hot: usize) -> Self {
+    /// What the arena carves, checked at compile time; used only where the arena
+    /// [`CARVES`](Self::CARVES), and a placeholder for a type that cannot be carved (which
+    /// [`Shape::new`] rejects).
+    const SHAPE: Shape = if carvable(Layout::new::<T>()) {
+        Shape::new(Layout::new::<T>(), T::HOT)
+    } else {
+        Shape::new(Layout::new::<usize>(), 0)
+    };
+
+    /// An empty arena of `T`s.
+    pub(crate) const fn new() -> Self {
         Self {
-            raw: if Self::CARVES {
-                Some(RawArena::new(Layout::new::<T>(), hot))
-            } else {
-                None
-            },
+            raw: RawArena::new(),
             _blocks: PhantomData,
         }
     }
@@ -392,16 +417,14 @@ impl<T> Arena<T> {
     #[inline]
     pub(crate) fn allocate(&mut self) -> NonNull<T> {
         const { assert!(size_of::<T>() > 0) };
-        match &mut self.raw {
-            Some(raw) => raw.allocate().cast(),
-            None => {
-                let layout = Layout::new::<T>();
-                // SAFETY: `T` is not zero-sized.
-                match NonNull::new(unsafe { alloc(layout) }) {
-                    Some(block) => block.cast(),
-                    None => handle_alloc_error(layout),
-                }
-            }
+        if Self::CARVES {
+            return self.raw.allocate(Self::SHAPE).cast();
+        }
+        let layout = Layout::new::<T>();
+        // SAFETY: `T` is not zero-sized.
+        match NonNull::new(unsafe { alloc(layout) }) {
+            Some(block) => block.cast(),
+            None => handle_alloc_error(layout),
         }
     }
 
@@ -434,8 +457,9 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    const ENTRY: Layout = match Layout::from_size_align(40, 8) {
-        Ok(layout) => layout,
+    /// An entry of `u64`s: 40 bytes, 24 of them hot.
+    const ENTRY: Shape = match Layout::from_size_align(40, 8) {
+        Ok(layout) => Shape::new(layout, 24),
         Err(_) => panic!(),
     };
 
@@ -456,9 +480,9 @@ mod tests {
 
     #[test]
     fn blocks_are_distinct_aligned_usable_and_keep_their_hot_part_in_one_line() {
-        let mut arena = RawArena::new(ENTRY, 24);
+        let mut arena = RawArena::new();
         // More than the first three chunks hold.
-        let blocks: Vec<NonNull<u8>> = (0..200).map(|_| arena.allocate()).collect();
+        let blocks: Vec<NonNull<u8>> = (0..200).map(|_| arena.allocate(ENTRY)).collect();
         for (i, block) in blocks.iter().enumerate() {
             // SAFETY: 40 fresh bytes aligned to 8 (Miri checks each write).
             unsafe { block.cast::<[u64; 5]>().write([i as u64; 5]) };
@@ -514,10 +538,10 @@ mod tests {
         for size in sizes {
             for hot in [0, 8, 24, 32, size].into_iter().filter(|&hot| hot <= size) {
                 let align = if size % 16 == 0 { 16 } else { 8 };
-                let mut arena =
-                    RawArena::new(Layout::from_size_align(size, align).expect("valid"), hot);
+                let shape = Shape::new(Layout::from_size_align(size, align).expect("valid"), hot);
+                let mut arena = RawArena::new();
                 let count = 7 * PAGE / size;
-                let blocks: Vec<NonNull<u8>> = (0..count).map(|_| arena.allocate()).collect();
+                let blocks: Vec<NonNull<u8>> = (0..count).map(|_| arena.allocate(shape)).collect();
                 let shared = arena.shared.expect("allocated");
                 let mut addresses: Vec<usize> = blocks.iter().map(|b| b.as_ptr().addr()).collect();
                 for block in &blocks {
@@ -570,8 +594,9 @@ mod tests {
 
     #[test]
     fn a_long_hot_part_is_carved_where_it_falls() {
-        let mut arena = RawArena::new(Layout::from_size_align(72, 8).expect("valid"), 56);
-        let blocks: Vec<NonNull<u8>> = (0..40).map(|_| arena.allocate()).collect();
+        let shape = Shape::new(Layout::from_size_align(72, 8).expect("valid"), 56);
+        let mut arena = RawArena::new();
+        let blocks: Vec<NonNull<u8>> = (0..40).map(|_| arena.allocate(shape)).collect();
         let mut neighbours = 0;
         for pair in blocks.windows(2) {
             let (a, b) = (pair[0].as_ptr().addr(), pair[1].as_ptr().addr());
@@ -593,12 +618,12 @@ mod tests {
 
     #[test]
     fn freed_blocks_are_reused_before_new_ones_are_carved() {
-        let mut arena = RawArena::new(ENTRY, 24);
-        let first: Vec<NonNull<u8>> = (0..10).map(|_| arena.allocate()).collect();
+        let mut arena = RawArena::new();
+        let first: Vec<NonNull<u8>> = (0..10).map(|_| arena.allocate(ENTRY)).collect();
         let before: HashSet<usize> = first.iter().map(|block| block.as_ptr().addr()).collect();
         let next = arena.next;
         assert_eq!(free_all(Blocks(first)), 0);
-        let again: Vec<NonNull<u8>> = (0..10).map(|_| arena.allocate()).collect();
+        let again: Vec<NonNull<u8>> = (0..10).map(|_| arena.allocate(ENTRY)).collect();
         let reused: HashSet<usize> = again.iter().map(|block| block.as_ptr().addr()).collect();
         assert_eq!(reused, before, "the ten freed blocks");
         assert_eq!(
@@ -606,7 +631,7 @@ mod tests {
             (next, ptr::null_mut()),
             "none carved"
         );
-        let carved = arena.allocate();
+        let carved = arena.allocate(ENTRY);
         assert!(!before.contains(&carved.as_ptr().addr()));
         drop(arena);
         assert_eq!(free_all(Blocks(again)), 0);
@@ -619,12 +644,12 @@ mod tests {
 
     #[test]
     fn an_arena_without_blocks_ends_with_its_owner() {
-        let mut arena = RawArena::new(ENTRY, 24);
-        let block = arena.allocate();
+        let mut arena = RawArena::new();
+        let block = arena.allocate(ENTRY);
         // SAFETY: allocated above, freed once.
         assert!(!unsafe { RawArena::free(block) });
         drop(arena); // Miri reports the chunks or the shared part if this leaked them.
-        drop(RawArena::new(ENTRY, 24)); // never allocated: nothing to free
+        drop(RawArena::new()); // never allocated: nothing to free
     }
 
     /// Other threads free blocks (reading each first) while the owner allocates on and then
@@ -632,7 +657,7 @@ mod tests {
     /// early as a use after free of the block being read, and one never freed as a leak).
     #[test]
     fn frees_on_other_threads_race_the_owner() {
-        let mut arena = RawArena::new(ENTRY, 24);
+        let mut arena = RawArena::new();
         let (send, receive) = std::sync::mpsc::channel::<Blocks>();
         let receive = std::sync::Arc::new(std::sync::Mutex::new(receive));
         let freers: Vec<_> = (0..2)
@@ -655,7 +680,7 @@ mod tests {
         for _ in 0..rounds {
             let blocks: Vec<NonNull<u8>> = (0..8)
                 .map(|_| {
-                    let block = arena.allocate();
+                    let block = arena.allocate(ENTRY);
                     // SAFETY: a fresh or reused block of 40 bytes, the owner's until sent.
                     unsafe { block.cast::<u64>().write(7) };
                     block
@@ -672,6 +697,13 @@ mod tests {
         assert_eq!(ended, 1, "the arena ended {ended} times");
     }
 
+    impl<const N: usize> Carved for [u64; N] {
+        const HOT: usize = 0;
+    }
+    impl Carved for u32 {
+        const HOT: usize = 0;
+    }
+
     #[test]
     fn types_too_large_or_too_aligned_for_a_page_use_the_allocator() {
         #[repr(align(64))]
@@ -685,7 +717,10 @@ mod tests {
         ];
         let carves_entries = !cfg!(miri) || cfg!(dualmap_miri_arena);
         assert_eq!(carves, [carves_entries, false, false, false]);
-        let mut arena = Arena::<Aligned>::new(0);
+        impl Carved for Aligned {
+            const HOT: usize = 0;
+        }
+        let mut arena = Arena::<Aligned>::new();
         let block = arena.allocate();
         // SAFETY: fresh memory for one `Aligned`.
         unsafe { block.as_ptr().write(Aligned(1)) };
@@ -748,8 +783,9 @@ mod loom_models {
         builder.check(|| {
             // Blocks of `MAX_BLOCK` bytes, so that three span chunks and a fourth is a block
             // freed meanwhile or a newly carved one.
-            let mut arena = RawArena::new(Layout::from_size_align(MAX_BLOCK, 8).expect("valid"), 0);
-            let blocks: Vec<NonNull<u8>> = (0..3).map(|_| arena.allocate()).collect();
+            let shape = Shape::new(Layout::from_size_align(MAX_BLOCK, 8).expect("valid"), 0);
+            let mut arena = RawArena::new();
+            let blocks: Vec<NonNull<u8>> = (0..3).map(|_| arena.allocate(shape)).collect();
             let uses = Arc::new(Uses(
                 blocks
                     .iter()
@@ -777,7 +813,7 @@ mod loom_models {
             // frees them and its third block, then goes away.
             // Without a yield loom never runs the new threads before these allocations.
             loom::thread::yield_now();
-            let again = [arena.allocate(), arena.allocate()];
+            let again = [arena.allocate(shape), arena.allocate(shape)];
             for &block in &again {
                 if blocks.contains(&block) {
                     uses.write(block);

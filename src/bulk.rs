@@ -81,7 +81,10 @@ mod tests {
         bulk.push(7, Key(1, "first"), 'a');
         bulk.push(9, Key(2, "other"), 'b');
         bulk.push(7, Key(1, "second"), 'c');
-        let (mut first, mut second) = (crate::entry::entry_arena(), crate::entry::entry_arena());
+        let (mut first, mut second) = (
+            crate::entry::EntryArena::new(),
+            crate::entry::EntryArena::new(),
+        );
         let mut tables =
             bulk.into_tables(&mut [&mut first, &mut second], |hash| (hash == 9) as usize);
         assert_eq!(tables[1].len(), 1);

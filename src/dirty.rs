@@ -1,7 +1,7 @@
 //! The state behind the map mutex: the dirty map, the miss counter, and what a locked section
 //! must drop only after unlocking.
 
-use crate::entry::{entry_arena, EntryArena, ListedEntry, SharedEntry};
+use crate::entry::{EntryArena, ListedEntry, SharedEntry};
 use crate::reclaim::Orphans;
 use crate::snapshot::Snapshot;
 use crate::sync::{Arc, SnapshotGuard};
@@ -111,7 +111,7 @@ impl<K, V> Dirty<K, V> {
             promotions: 0,
             rebuilds: 0,
             rotations: 0,
-            arena: entry_arena(),
+            arena: EntryArena::new(),
         }
     }
 

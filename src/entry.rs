@@ -22,7 +22,7 @@
 //! with the snapshot loads; on x86-64 a `SeqCst` load is a plain `mov` and an RMW is `lock`ed
 //! anyway, so this costs nothing there.
 
-use crate::arena::Arena;
+use crate::arena::{Arena, Carved};
 use crate::node_pool;
 use crate::sync::{exclusive_ptr, AtomicPtr, AtomicUsize};
 use std::cell::UnsafeCell;
@@ -174,7 +174,7 @@ pub(crate) enum LoadedOrStored<V> {
 /// snapshot, the dirty map and any handle that reached it under the lock. Laid out in order
 /// (`repr(C)`) for the cache: `key` and `slot`, which every lookup and write reads, come
 /// first; then `first`, which a hit on a key written once reads too: these are the hot part
-/// that the pair's arena keeps in one cache line (see `entry_arena`); then `shares`, which
+/// that the pair's arena keeps in one cache line (see its `Carved` impl); then `shares`, which
 /// the first overwrite or remove of a key increments, and `hash`, read only when a table
 /// grows. (Cost model at 1M keys, with glibc's placement, against the order hash, key, first,
 /// slot, count: an overwrite 4.97 -> 4.72 lines, a remove 4.98 -> 4.72, a hit 3.25 either
@@ -518,10 +518,10 @@ impl<K, V> std::ops::Deref for ListedEntry<K, V> {
 /// The memory of a pair's entries (see [`arena`](crate::arena)).
 pub(crate) type EntryArena<K, V> = Arena<Entry<K, V>>;
 
-/// An arena for entries, whose hot part (what a hit reads: the key, the slot and the first
-/// value) it keeps in one cache line where that part is short.
-pub(crate) const fn entry_arena<K, V>() -> EntryArena<K, V> {
-    Arena::new(std::mem::offset_of!(Entry<K, V>, first) + size_of::<V>())
+/// An entry's hot part, which the pair's arena keeps in one cache line where it is short:
+/// what a hit reads, the key, the slot and the first value.
+impl<K, V> Carved for Entry<K, V> {
+    const HOT: usize = std::mem::offset_of!(Entry<K, V>, first) + size_of::<V>();
 }
 
 /// A counted reference to an [`Entry`]: what `Arc<Entry>` was, with the count inside the entry
@@ -629,7 +629,7 @@ mod tests {
     #[test]
     fn the_last_share_drops_the_key_and_the_value_once() {
         let drops = Cell::new(0);
-        let mut arena = entry_arena();
+        let mut arena = EntryArena::new();
         let entry = SharedEntry::new(
             counted(&drops, false),
             7,
@@ -651,7 +651,7 @@ mod tests {
         // Miri reports the entry's memory if the unwinding leaks it.
         for (key_panics, value_panics) in [(true, false), (false, true)] {
             let drops = Cell::new(0);
-            let mut arena = entry_arena();
+            let mut arena = EntryArena::new();
             let entry = SharedEntry::new(
                 counted(&drops, key_panics),
                 7,

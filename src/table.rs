@@ -253,7 +253,7 @@ mod tests {
     /// `keys` keys in a table with room for `capacity`.
     fn table_of(keys: u64, capacity: usize) -> Table<u64, u64> {
         let mut table = Table::with_capacity(capacity);
-        let mut arena = crate::entry::entry_arena();
+        let mut arena = crate::entry::EntryArena::new();
         for key in 0..keys {
             let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             table.insert_absent(SharedEntry::new(key, hash, key, &mut arena));
@@ -318,7 +318,7 @@ mod tests {
             table.num_buckets() >= PREFETCH_MIN_BUCKETS,
             "takes the ring"
         );
-        let mut arena = crate::entry::entry_arena();
+        let mut arena = crate::entry::EntryArena::new();
         for key in 0..40u64 {
             let hash = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             table.insert_absent(SharedEntry::new(Key(key), hash, key, &mut arena));
