@@ -120,6 +120,8 @@ thread_local! {
     static HASHED_AS: RefCell<HashMap<u64, u64>> = RefCell::new(HashMap::new());
     /// Runs once inside the next `PartialEq` or `Clone` of a value (which may use the map).
     static ON_VALUE_CODE: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    /// Runs once inside the next `Eq` of two keys with equal hashes (which may use the map).
+    static ON_KEY_EQ: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
 }
 
 /// Arms the trap: the `nth` call at `site` from now on panics.
@@ -287,6 +289,9 @@ impl PartialEq for Key {
         // Only comparisons of equal hashes count: hashbrown's portable group implementation
         // (the one Miri runs) also compares some keys whose tags differ.
         if self.hash_as == other.hash_as {
+            if let Some(hook) = ON_KEY_EQ.take() {
+                hook();
+            }
             trip(Site::Eq(self.k));
             if other.k != self.k {
                 trip(Site::Eq(other.k));
@@ -973,6 +978,40 @@ fn a_panicking_drop_of_the_duplicate_key_of_a_locked_insert_leaks_nothing() {
     check(&map, &model);
     assert_eq!(drops_of(ids[&3].1), 1, "the displaced value is freed");
     finish(map);
+}
+
+/// Bug (fixed, found in review): `insert` over a key it did not find in its snapshot swaps
+/// the value out under the lock. The guard it loaded before locking, superseded meanwhile by
+/// a promotion, went to the section's garbage, which was dropped before the displaced value
+/// was retired; when that drop ended the old snapshot's epoch and a value freed there
+/// panicked, the displaced value was leaked. Here the `Eq` of the insert's lock-free lookup
+/// (key 3, dirty-only, collides with key 1 of the snapshot) overwrites key 1 and promotes:
+/// the displaced value of key 1 goes to the epoch that only the insert's guard still pins.
+#[test]
+fn a_panicking_drop_freed_by_the_superseded_guard_of_a_locked_insert_leaks_nothing() {
+    start();
+    drop(Key::hashed_as(3, 1));
+    let (map, mut model, ids) = setup(&[1], &[3]);
+    let map = Arc::new(map);
+    let in_eq = map.clone();
+    ON_KEY_EQ.set(Some(Box::new(move || {
+        drop(in_eq.insert(Key::new(1), Val::new(11))); // v101 waits in this thread's batch
+        drop(in_eq.iter()); // promotes: v101 goes to the epoch of the insert's snapshot
+    })));
+    model.insert(1, 11);
+    expect_trap(Site::Drop(ids[&1].1), 1, || {
+        map.insert(Key::new(3), Val::new(7))
+    });
+    model.insert(3, 7);
+    assert_eq!(map.stats().promotions, 2, "setup's and the hook's");
+    check(&map, &model);
+    assert_eq!(drops_of(ids[&1].1), 1, "the value freed with the guard");
+    assert_eq!(
+        drops_of(ids[&3].1),
+        1,
+        "the value the insert displaced is freed"
+    );
+    finish(Arc::into_inner(map).expect("the hook is gone"));
 }
 
 /// A removed key that only the dirty map held stays there as a tombstone; a `clear` discards
