@@ -374,7 +374,8 @@ const fn carvable(layout: Layout) -> bool {
 /// An arena of `T`s: a [`RawArena`] where `T` can be carved, else the global allocator. Under
 /// Miri nothing is carved, so that Miri sees every `T`'s memory freed and reports any use
 /// after it (the arena's own tests run under Miri on a `RawArena`, and CI runs the entry,
-/// bulk and table tests under Miri with `--cfg dualmap_miri_arena`, which carves there too);
+/// bulk and table tests under Miri with `--cfg dualmap_miri_pools`, which carves there too,
+/// and pools value nodes);
 /// under loom nothing either, so that the map's models do not carry the arena's atomics (its
 /// own model checks its race).
 pub(crate) struct Arena<T: Carved> {
@@ -393,7 +394,7 @@ pub(crate) trait Carved {
 impl<T: Carved> Arena<T> {
     /// Whether `T`s are carved here.
     const CARVES: bool = !cfg!(dualmap_loom)
-        && (!cfg!(miri) || cfg!(dualmap_miri_arena))
+        && (!cfg!(miri) || cfg!(dualmap_miri_pools))
         && carvable(Layout::new::<T>());
 
     /// What the arena carves, checked at compile time; used only where the arena
@@ -715,7 +716,7 @@ mod tests {
             Arena::<Aligned>::CARVES,
             Arena::<u32>::CARVES,
         ];
-        let carves_entries = !cfg!(miri) || cfg!(dualmap_miri_arena);
+        let carves_entries = !cfg!(miri) || cfg!(dualmap_miri_pools);
         assert_eq!(carves, [carves_entries, false, false, false]);
         impl Carved for Aligned {
             const HOT: usize = 0;

@@ -236,12 +236,18 @@ impl<K, V> Dirty<K, V> {
             self.table.is_none() && self.expunged.is_empty(),
             "a dirty map exists only while amended"
         );
-        let mut table = read.take_over_shares();
-        let read_tombstones = table.len().saturating_sub(live);
-        if read_tombstones * TOMBSTONE_SHARE > table.len() {
+        let read_tombstones = read.len().saturating_sub(live);
+        let expunges = read_tombstones * TOMBSTONE_SHARE > read.len();
+        if expunges {
             // Sized once: grown from empty it reallocated five times for 32 tombstones, 1,600
             // instructions a rebuild (Go's `SwapMostlyMisses`, which rebuilds every 32 keys).
+            // Before the shares are taken over: if this allocation panicked (out of memory,
+            // under `-Zoom=panic`) after that, unwinding would drop the copy, which owns the
+            // shares, while the published read table still lists them.
             self.expunged.reserve(read_tombstones);
+        }
+        let mut table = read.take_over_shares();
+        if expunges {
             table.remove_into(|entry| entry.try_expunge_locked(), &mut self.expunged);
         }
         self.table = Some(table);

@@ -130,9 +130,9 @@ impl<'a, K: 'a, V: 'a> PairIter<'a, K, V> {
         }
         let table: *const _ = &*snapshot.table;
         // SAFETY: the table lives inside `snapshot`, which is immutable once published and
-        // which this iterator keeps alive (and drops after `entries`). `'a` is the borrow of
-        // the map, which outlives K and V; no reference with the extended lifetime escapes:
-        // items carry their own pin.
+        // which this iterator keeps alive: `entries` is declared before `pin`, so it is
+        // dropped first. `'a` is the borrow of the map (`K, V: 'a`); no reference with the
+        // extended lifetime escapes: each item carries its own pin.
         let entries = unsafe { &*table }.iter();
         Some(Self {
             entries,

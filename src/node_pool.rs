@@ -33,7 +33,10 @@
 //! allocator.
 //!
 //! Under Miri nothing is pooled: a pooled block stays allocated, so a use after free through
-//! it would be invisible to Miri; every release goes to the allocator there instead.
+//! it would be invisible to Miri; every release goes to the allocator there instead. With
+//! `--cfg dualmap_miri_pools` Miri runs the pool too, with magazines of [`MAGAZINE_BYTES`]
+//! = 256 and a depot of 16 KiB, so that its own lists, magazines and depot are checked (CI
+//! runs both ways).
 
 use crate::block::drop_then_free;
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
@@ -48,10 +51,25 @@ use std::sync::Mutex;
 /// loop's allocations on eight pairs, whose epochs fill in step and free together (callgrind,
 /// 1k keys: 397 instructions per overwrite at 64 KiB, 369 at 128, 366 at 256); with the
 /// depot, what two magazines cannot hold waits there instead of going back to the allocator.
-const MAGAZINE_BYTES: usize = if cfg!(miri) { 0 } else { 32 * 1024 };
+const MAGAZINE_BYTES: usize = if cfg!(dualmap_miri_pools) {
+    // A magazine still holds one block of the largest class.
+    CLASSES * ALIGN
+} else if cfg!(miri) {
+    0
+} else {
+    32 * 1024
+};
 
 /// The most memory the [`DEPOT`] holds, in full magazines.
-const DEPOT_BYTES: usize = if cfg!(miri) { 0 } else { 1024 * 1024 };
+const DEPOT_BYTES: usize = if cfg!(dualmap_miri_pools) {
+    // Room for what the other tests of a run leave (the depot outlives them), so that the
+    // depot's own test still finds room for its class.
+    64 * MAGAZINE_BYTES
+} else if cfg!(miri) {
+    0
+} else {
+    1024 * 1024
+};
 
 /// Layouts of 8, 16, ... `8 * CLASSES` bytes aligned to 8 are pooled, one list each. A value
 /// node is its value aligned to 8, so this covers values up to 256 bytes; larger or more
@@ -380,7 +398,7 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(miri))]
+    #[cfg(any(not(miri), dualmap_miri_pools))]
     fn a_released_block_is_reused_by_the_next_allocation_of_its_size() {
         let first = allocate::<[u64; 3]>();
         // SAFETY: allocated above, holds no value.
@@ -398,7 +416,7 @@ mod tests {
 
     /// Releases `count` blocks of `T` fresh from the allocator (not from a pool) on this
     /// thread.
-    #[cfg(not(miri))]
+    #[cfg(any(not(miri), dualmap_miri_pools))]
     fn release_fresh<T>(count: usize) {
         let layout = const { layout_of::<T>() };
         let blocks: Vec<_> = (0..count)
@@ -428,7 +446,7 @@ mod tests {
     }
 
     /// Runs `f` on a thread of its own, whose pool starts empty, and returns its result.
-    #[cfg(not(miri))]
+    #[cfg(any(not(miri), dualmap_miri_pools))]
     fn on_a_new_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
         std::thread::spawn(f).join().expect("no panic")
     }
@@ -437,7 +455,7 @@ mod tests {
     // shared by every thread of the test binary.
 
     #[test]
-    #[cfg(not(miri))]
+    #[cfg(any(not(miri), dualmap_miri_pools))]
     fn a_thread_keeps_two_magazines_and_its_surplus_feeds_another_thread() {
         type Block = [u64; 29];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -461,7 +479,7 @@ mod tests {
     /// A thread with two full magazines whose releases and allocations alternate (one in,
     /// two out, one in) visits the depot once, for its first release, and never again.
     #[test]
-    #[cfg(not(miri))]
+    #[cfg(any(not(miri), dualmap_miri_pools))]
     fn alternating_at_the_boundary_stays_off_the_depot() {
         type Block = [u64; 27];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -489,7 +507,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(not(miri))]
+    #[cfg(any(not(miri), dualmap_miri_pools))]
     fn the_depot_keeps_at_most_its_budget_and_frees_the_rest() {
         type Block = [u64; 31];
         let class = class_of(Layout::new::<Block>()).expect("pooled");
@@ -510,7 +528,7 @@ mod tests {
 
     /// Under Miri every released block goes back to the allocator, where Miri tracks it.
     #[test]
-    #[cfg(miri)]
+    #[cfg(all(miri, not(dualmap_miri_pools)))]
     fn under_miri_nothing_is_pooled() {
         let block = allocate::<[u64; 3]>();
         // SAFETY: allocated above, holds no value, released once.

@@ -946,7 +946,8 @@ impl<K, V> RawMap<K, V> {
         let _ = self.walk(|snapshot, entry| {
             if let Ok(removed) = Self::delete_if(entry, snapshot, |value| !keep(&entry.key, value))
             {
-                self.retire(removed, self.read.load());
+                // On the walk's guard, loaded before the removal (see `retire`); no `Ref`.
+                drop(self.retire_to_current(removed, snapshot));
             }
             ControlFlow::<Infallible>::Continue(())
         });

@@ -81,6 +81,10 @@ impl<K, V> Table<K, V> {
             if !remove(entry) {
                 return true;
             }
+            // Room first: if growing `removed` panicked (out of memory, under `-Zoom=panic`)
+            // after the share was made, unwinding would drop it while this table still lists
+            // and owns it, which drops it again.
+            removed.reserve(1);
             // SAFETY: this table owns the listing's share, and the listing leaves it now: the
             // share goes to `removed` alone.
             removed.push(unsafe { entry.clone().into_shared() });
