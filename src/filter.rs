@@ -58,10 +58,11 @@ impl MissFilter {
         (&self.words[word], (1 << first) | (1 << second))
     }
 
-    /// Records a key. Only under the map mutex, before the key enters the dirty map.
-    pub(crate) fn insert(&self, hash: u64) {
+    /// Records a key; true if its bits were all set already (so `may_contain` said true
+    /// before). Only under the map mutex, before the key enters the dirty map.
+    pub(crate) fn insert(&self, hash: u64) -> bool {
         let (word, mask) = self.locate(hash);
-        word.fetch_or(mask, SeqCst);
+        word.fetch_or(mask, SeqCst) & mask == mask
     }
 
     /// False if a key with this hash was certainly never recorded.

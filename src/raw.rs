@@ -455,11 +455,14 @@ impl<K, V> RawMap<K, V> {
             let key = &offered.as_ref().expect("once").0;
             // A key the read table lacks is in the dirty map only as a new key of this cycle,
             // which `record_new_key_locked` put in the current miss filter first: a key the
-            // filter never saw, as every new key is, skips the dirty map's probe.
-            let located = if read_missed && !snapshot.may_be_dirty(hash) {
-                Located::Absent
-            } else {
-                dirty.locate(&snapshot, read_missed, hash, key)
+            // filter never saw, as every new key is, skips the dirty map's probe. Its bits are
+            // set here, by the same atomic that tells whether they were (DESIGN.md, "The miss
+            // filter"), so `recorded` says the key needs no recording if it is new.
+            let recorded = read_missed && snapshot.filter.is_some();
+            let located = match &snapshot.filter {
+                Some(filter) if read_missed && !filter.insert(hash) => Located::Absent,
+                None if read_missed => Located::Absent,
+                _ => dirty.locate(&snapshot, read_missed, hash, key),
             };
             let (key, value) = offered.take().expect("once");
             // A store into a dirty-only key counts a miss, for `Swap` as well as Go's
@@ -476,7 +479,7 @@ impl<K, V> RawMap<K, V> {
                 }
                 Located::Dirty(entry) => entry,
                 Located::Absent => {
-                    self.record_new_key_locked(dirty, garbage, &snapshot, hash);
+                    self.record_new_key_locked(dirty, garbage, &snapshot, hash, recorded);
                     let entry = SharedEntry::new(key, hash, value, &mut dirty.arena);
                     let node = entry.load().expect("a new entry holds its value");
                     let shown = SHOWS_NEW.then(|| entry.clone());
@@ -573,13 +576,15 @@ impl<K, V> RawMap<K, V> {
     /// amended with a fresh filter. When the filter holds as many keys as it was sized for, it
     /// publishes one four times larger, filled from the hashes of the keys added since the
     /// filter's cycle began (`Dirty::new_key_hashes`): O(new keys), where walking the dirty map
-    /// for its dirty-only keys was O(map).
+    /// for its dirty-only keys was O(map). `recorded`: the caller set the key's bits in the
+    /// current filter already (`store_locked`).
     fn record_new_key_locked(
         &self,
         dirty: &mut Dirty<K, V>,
         garbage: &mut Garbage<K, V>,
         snapshot: &Snapshot<K, V>,
         hash: u64,
+        recorded: bool,
     ) {
         let filter = match &snapshot.filter {
             None => {
@@ -591,7 +596,9 @@ impl<K, V> RawMap<K, V> {
                 MissFilter::with_capacity(MIN_KEYS)
             }
             Some(filter) if dirty.filtered < filter.capacity() => {
-                filter.insert(hash);
+                if !recorded {
+                    filter.insert(hash);
+                }
                 dirty.new_key_hashes.push(hash);
                 dirty.filtered += 1;
                 return;
