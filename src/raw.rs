@@ -449,72 +449,70 @@ impl<K, V> RawMap<K, V> {
         // panics they are dropped after the mutex is released (as is `garbage`, the caller's).
         let mut offered = Some(offered);
         let dirty: &mut Dirty<K, V> = &mut self.dirty.lock();
-        {
-            let (snapshot, still_pinned) = self.current_locked(pinned, garbage);
-            let read_missed = lacks_key && still_pinned;
-            let key = &offered.as_ref().expect("once").0;
-            // A key the read table lacks is in the dirty map only as a new key of this cycle,
-            // which `record_new_key_locked` put in the current miss filter first: a key the
-            // filter never saw, as every new key is, skips the dirty map's probe. Its bits are
-            // set here, by the same atomic that tells whether they were (DESIGN.md, "The miss
-            // filter"), so `recorded` says the key needs no recording if it is new.
-            let recorded = read_missed && snapshot.filter.is_some();
-            let located = match &snapshot.filter {
-                Some(filter) if read_missed && !filter.insert(hash) => Located::Absent,
-                None if read_missed => Located::Absent,
-                _ => dirty.locate(&snapshot, read_missed, hash, key),
-            };
-            let (key, value) = offered.take().expect("once");
-            // A store into a dirty-only key counts a miss, for `Swap` as well as Go's
-            // `LoadOrStore`: otherwise a key that is only ever overwritten stays behind the
-            // mutex for good (Go's W6).
-            let missed = Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot);
-            let dirty_only = matches!(located, Located::Dirty(_));
-            let entry = match located {
-                Located::Read(entry) => {
-                    if entry.unexpunge_locked() {
-                        self.put_locked(dirty, entry.clone());
-                    }
-                    entry
+        let (snapshot, still_pinned) = self.current_locked(pinned, garbage);
+        let read_missed = lacks_key && still_pinned;
+        let key = &offered.as_ref().expect("once").0;
+        // A key the read table lacks is in the dirty map only as a new key of this cycle,
+        // which `record_new_key_locked` put in the current miss filter first: a key the
+        // filter never saw, as every new key is, skips the dirty map's probe. Its bits are
+        // set here, by the same atomic that tells whether they were (DESIGN.md, "The miss
+        // filter"), so `recorded` says the key needs no recording if it is new.
+        let recorded = read_missed && snapshot.filter.is_some();
+        let located = match &snapshot.filter {
+            Some(filter) if read_missed && !filter.insert(hash) => Located::Absent,
+            None if read_missed => Located::Absent,
+            _ => dirty.locate(&snapshot, read_missed, hash, key),
+        };
+        let (key, value) = offered.take().expect("once");
+        // A store into a dirty-only key counts a miss, for `Swap` as well as Go's
+        // `LoadOrStore`: otherwise a key that is only ever overwritten stays behind the
+        // mutex for good (Go's W6).
+        let missed = Self::counts_miss(MissRule::FoundInDirty, &located, &snapshot);
+        let dirty_only = matches!(located, Located::Dirty(_));
+        let entry = match located {
+            Located::Read(entry) => {
+                if entry.unexpunge_locked() {
+                    self.put_locked(dirty, entry.clone());
                 }
-                Located::Dirty(entry) => entry,
-                Located::Absent => {
-                    self.record_new_key_locked(dirty, garbage, &snapshot, hash, recorded);
-                    let entry = SharedEntry::new(key, hash, value, &mut dirty.arena);
-                    let node = entry.load().expect("a new entry holds its value");
-                    let shown = SHOWS_NEW.then(|| entry.clone());
-                    self.put_locked(dirty, entry);
-                    snapshot.live.added();
-                    let held = Held {
-                        snapshot,
-                        entry: shown,
-                        duplicate: None,
-                    };
-                    return (Landed::New(node), held);
-                }
-            };
-            // Only the lock holder expunges, and this entry is in the dirty map now.
-            let Ok(outcome) = attempt(&entry, value) else {
-                unreachable!("an entry of the dirty map is never expunged")
-            };
-            if filled(&outcome) {
+                entry
+            }
+            Located::Dirty(entry) => entry,
+            Located::Absent => {
+                self.record_new_key_locked(dirty, garbage, &snapshot, hash, recorded);
+                let entry = SharedEntry::new(key, hash, value, &mut dirty.arena);
+                let node = entry.load().expect("a new entry holds its value");
+                let shown = SHOWS_NEW.then(|| entry.clone());
+                self.put_locked(dirty, entry);
                 snapshot.live.added();
-                if dirty_only {
-                    dirty.tombstones = dirty.tombstones.saturating_sub(1);
-                }
+                let held = Held {
+                    snapshot,
+                    entry: shown,
+                    duplicate: None,
+                };
+                return (Landed::New(node), held);
             }
-            // The entry is shared by both maps, so a promotion this miss triggers publishes
-            // the value just stored.
-            if missed {
-                self.miss(dirty, garbage);
+        };
+        // Only the lock holder expunges, and this entry is in the dirty map now.
+        let Ok(outcome) = attempt(&entry, value) else {
+            unreachable!("an entry of the dirty map is never expunged")
+        };
+        if filled(&outcome) {
+            snapshot.live.added();
+            if dirty_only {
+                dirty.tombstones = dirty.tombstones.saturating_sub(1);
             }
-            let held = Held {
-                snapshot,
-                entry: Some(entry),
-                duplicate: Some(key),
-            };
-            (Landed::Existing(outcome), held)
         }
+        // The entry is shared by both maps, so a promotion this miss triggers publishes
+        // the value just stored.
+        if missed {
+            self.miss(dirty, garbage);
+        }
+        let held = Held {
+            snapshot,
+            entry: Some(entry),
+            duplicate: Some(key),
+        };
+        (Landed::Existing(outcome), held)
     }
 
     /// Go's `Swap`: stores the value and returns the previous one.
