@@ -51,7 +51,7 @@ use std::sync::Mutex;
 /// loop's allocations on eight pairs, whose epochs fill in step and free together (callgrind,
 /// 1k keys: 397 instructions per overwrite at 64 KiB, 369 at 128, 366 at 256); with the
 /// depot, what two magazines cannot hold waits there instead of going back to the allocator.
-const MAGAZINE_BYTES: usize = if cfg!(dualmap_miri_pools) {
+const MAGAZINE_BYTES: usize = if cfg!(all(miri, dualmap_miri_pools)) {
     // A magazine still holds one block of the largest class.
     CLASSES * ALIGN
 } else if cfg!(miri) {
@@ -61,7 +61,7 @@ const MAGAZINE_BYTES: usize = if cfg!(dualmap_miri_pools) {
 };
 
 /// The most memory the [`DEPOT`] holds, in full magazines.
-const DEPOT_BYTES: usize = if cfg!(dualmap_miri_pools) {
+const DEPOT_BYTES: usize = if cfg!(all(miri, dualmap_miri_pools)) {
     // Room for what the other tests of a run leave (the depot outlives them), so that the
     // depot's own test still finds room for its class.
     64 * MAGAZINE_BYTES
