@@ -337,9 +337,7 @@ impl RawArena {
         }
         false
     }
-}
 
-impl RawArena {
     /// Drops the owner's count (once; the owner allocates nothing after); true if that ended
     /// the arena. The owner's drop, which the tests call directly to see which drop ended it.
     fn release_owner(&mut self) -> bool {
@@ -375,9 +373,8 @@ const fn carvable(layout: Layout) -> bool {
 /// Miri nothing is carved, so that Miri sees every `T`'s memory freed and reports any use
 /// after it (the arena's own tests run under Miri on a `RawArena`, and CI runs the entry,
 /// bulk and table tests under Miri with `--cfg dualmap_miri_pools`, which carves there too,
-/// and pools value nodes);
-/// under loom nothing either, so that the map's models do not carry the arena's atomics (its
-/// own model checks its race).
+/// and pools value nodes); under loom nothing either, so that the map's models do not carry
+/// the arena's atomics (its own model checks its race).
 pub(crate) struct Arena<T: Carved> {
     /// Unused (it allocates nothing) where `T`s are not carved.
     raw: RawArena,
