@@ -51,13 +51,14 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 /// ```
 /// use dualmap::{DualMap, RETIRED_PER_BATCH};
 ///
-/// let map: DualMap<&str, usize> = [("hot", 0)].into_iter().collect();
+/// // Values with drop glue: a first value without it is never retired (see `Stats::retired`).
+/// let map: DualMap<&str, String> = [("hot", "0".to_string())].into_iter().collect();
 /// for i in 1..RETIRED_PER_BATCH {
-///     map.insert("hot", i); // the displaced value waits in this thread's batch
+///     map.insert("hot", i.to_string()); // the displaced value waits in this thread's batch
 /// }
 /// // `stats` hands every batch to its epoch, and counts what it holds.
 /// assert_eq!(map.stats().retired, RETIRED_PER_BATCH - 1);
-/// map.insert("hot", RETIRED_PER_BATCH); // fills the batch: handed over at once
+/// map.insert("hot", RETIRED_PER_BATCH.to_string()); // fills the batch: handed over at once
 /// assert_eq!(map.stats().retired, RETIRED_PER_BATCH);
 /// ```
 pub const RETIRED_PER_BATCH: usize = if cfg!(dualmap_loom) {

@@ -9,14 +9,16 @@
 //! ("Reclamation").
 //!
 //! A retired value is a [`Retired`] record: a value node, or an entry whose first value was
-//! displaced (the value lives inside the entry, which the record keeps alive). When an epoch
+//! displaced (the value lives inside the entry, which the record keeps alive). A first value
+//! of a type without drop glue gets no record: freeing it would do nothing, and its memory is
+//! the entry's, which every thread that can still read it keeps alive by itself. When an epoch
 //! has received [`RETIRED_PER_EPOCH`] values, the map publishes a fresh snapshot around the
 //! same table (a *rotation*) so that the full epoch can drain even when no promotion happens.
 
 use crate::entry::{Displaced, ListedEntry, SharedEntry, ValueNode};
 use crate::sync::{Arc, AtomicUsize, Mutex};
 use crate::table::Table;
-use std::mem::ManuallyDrop;
+use std::mem::{self, ManuallyDrop};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -145,22 +147,26 @@ impl<K, V> Drop for FreeingBatch<'_, K, V> {
 /// A displaced value with its retirement record, ready for a batch. Made right after the
 /// displacement, with no user code between, and retired at once.
 pub(crate) struct Retiring<K, V> {
-    pub(crate) record: Retired<K, V>,
+    /// `None` for a first value of a type without drop glue: freeing it would do nothing, and
+    /// its memory is its entry's, which every thread that can read the value keeps alive by
+    /// itself (DESIGN.md, "First values"), so it needs no epoch.
+    pub(crate) record: Option<Retired<K, V>>,
     value: NonNull<V>,
 }
 
 impl<K, V> Retiring<K, V> {
     /// The record of a value displaced from `entry`: the node itself, or, for the entry's
-    /// first value, a reference to the entry.
+    /// first value, a reference to the entry if dropping the value does anything.
     #[inline(always)]
     pub(crate) fn new(displaced: Displaced<V>, entry: &ListedEntry<K, V>) -> Self {
         match displaced {
             Displaced::Node(node) => Self {
-                record: Retired::Node(node),
+                record: Some(Retired::Node(node)),
                 value: node.cast(),
             },
             Displaced::First(value) => Self {
-                record: Retired::First(ManuallyDrop::new(entry.share())),
+                record: mem::needs_drop::<V>()
+                    .then(|| Retired::First(ManuallyDrop::new(entry.share()))),
                 value,
             },
         }

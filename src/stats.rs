@@ -46,7 +46,9 @@ pub struct Stats {
     /// Values displaced by stores, removes and clears in place that wait for readers to move
     /// on (freed at the pair's next snapshot publication once no reader pins an older one). `stats`
     /// first hands every thread's retirement batch to its epoch
-    /// ([`RETIRED_PER_BATCH`](crate::RETIRED_PER_BATCH)), so these are counted too.
+    /// ([`RETIRED_PER_BATCH`](crate::RETIRED_PER_BATCH)), so these are counted too. A key's
+    /// first value, which lives inside its entry, is counted only if the value type has drop
+    /// glue ([`std::mem::needs_drop`]): otherwise there is nothing to free, and it is not retired.
     pub retired: usize,
     /// Independent read/dirty pairs the map's keys are split over (see
     /// [`Builder::pairs`](crate::Builder::pairs)); every other field is the sum over them

@@ -49,7 +49,9 @@
 //!
 //! The values are dropped on whichever thread releases the last pin, with no lock held.
 //! An entry holds its key's first value in place, so a key removed (or cleared) while it
-//! still holds that value is dropped with the value, when its epoch ends, rather than at once.
+//! still holds that value is dropped with the value, when its epoch ends, rather than at once
+//! (unless the value type has no drop glue: such a first value is not retired at all, since
+//! freeing it would do nothing, and its entry goes as soon as nothing reaches it).
 //! A removed key stays in its read/dirty pair as a tombstone (a key only the dirty map held
 //! stays there), and is dropped once a rebuild has expunged it and the promotion after that
 //! has dropped the old snapshot. A rebuild expunges only when more than one entry in 8 of the

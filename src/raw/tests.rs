@@ -231,7 +231,7 @@ fn a_removed_dirty_only_key_stays_as_a_tombstone_that_a_store_refills_lock_free(
         snapshot_len: 1, // the tombstone
         promotions: 1,
         dirty_rebuilds: 1,
-        retired: 1, // retired to the epoch of the new snapshot
+        retired: 0, // a first value without drop glue: nothing to free, no record
         ..fresh_stats()
     };
     assert_eq!(m.stats(), s);
@@ -307,17 +307,13 @@ fn remove_counts_a_miss_on_every_locked_lookup_and_leaves_dirty_only_keys_as_tom
     let m = split_map();
     let s = m.stats();
     assert_eq!(m.remove(&1).as_deref(), Some(&1)); // snapshot key: lock-free tombstone
-    let s = Stats {
-        len: 7,
-        retired: 1,
-        ..s
-    };
+                                                   // (A first value without drop glue is not retired: freeing it would do nothing.)
+    let s = Stats { len: 7, ..s };
     assert_eq!(m.stats(), s);
     assert_eq!(m.remove(&10).as_deref(), Some(&10)); // dirty-only: a tombstone in dirty
     let s = Stats {
         len: 6,
         misses: 1,
-        retired: 2,
         ..s
     };
     assert_eq!(m.stats(), s);
@@ -352,7 +348,6 @@ fn compare_and_remove_counts_a_miss_on_every_locked_lookup_and_leaves_a_tombston
     let s = Stats {
         len: 7,
         misses: 3,
-        retired: 1,
         ..s
     };
     assert_eq!(m.stats(), s);
@@ -363,11 +358,7 @@ fn compare_and_remove_counts_a_miss_on_every_locked_lookup_and_leaves_a_tombston
     assert!(!m.compare_and_remove(&2, &3)); // snapshot key, differs: lock-free
     assert_eq!(m.stats(), s);
     assert!(m.compare_and_remove(&2, &2)); // snapshot key, equal: lock-free tombstone
-    let s = Stats {
-        len: 6,
-        retired: 2,
-        ..s
-    };
+    let s = Stats { len: 6, ..s };
     assert_eq!(m.stats(), s);
     // Each of the three locked compare-and-removes of key 10 counted a tombstone of the dirty
     // map, whatever it found (it compares after unlocking): the threshold is 8 - 3 = 5, so
@@ -420,14 +411,7 @@ fn get_or_insert_counts_a_miss_only_when_found_in_dirty() {
     // A tombstone in the dirty map: found in dirty (a miss) and stored into.
     assert!(m.compare_and_remove(&12, &12)); // miss 3
     assert!(m.get_or_insert(12, 120).is_inserted()); // miss 4
-    assert_eq!(
-        m.stats(),
-        Stats {
-            misses: 4,
-            retired: 1,
-            ..s
-        }
-    );
+    assert_eq!(m.stats(), Stats { misses: 4, ..s });
     assert_eq!(m.get_cloned(&12), Some(120));
 }
 
@@ -440,7 +424,6 @@ fn compare_and_swap_counts_a_miss_only_when_found_in_dirty_and_never_inserts() {
     assert_eq!(m.stats(), s);
     // Dirty-only, matching: swapped, one miss.
     assert_eq!(m.compare_and_swap(&10, &10, 100), Ok(()));
-    let s = Stats { retired: 1, ..s };
     assert_eq!(
         m.stats(),
         Stats {
@@ -460,14 +443,7 @@ fn compare_and_swap_counts_a_miss_only_when_found_in_dirty_and_never_inserts() {
     // Snapshot key: lock-free either way, no miss.
     assert_eq!(m.compare_and_swap(&1, &0, 7), Err(7));
     assert_eq!(m.compare_and_swap(&1, &1, 101), Ok(()));
-    assert_eq!(
-        m.stats(),
-        Stats {
-            misses: 2,
-            retired: 2,
-            ..s
-        }
-    );
+    assert_eq!(m.stats(), Stats { misses: 2, ..s });
     miss(&m, &99);
     assert_eq!(m.get_cloned(&10), Some(100));
     assert_eq!(m.get_cloned(&11), Some(11));
@@ -497,11 +473,7 @@ fn insert_counts_a_miss_only_for_an_overwrite_of_a_dirty_only_key() {
     assert_eq!(s.misses, 1);
     // Overwrite of a dirty-only key: locked, and a miss (Go's Store counts none: W6).
     assert_eq!(m.insert(10, 1000).as_deref(), Some(&10));
-    let s = Stats {
-        retired: 1,
-        misses: 2,
-        ..s
-    };
+    let s = Stats { misses: 2, ..s };
     assert_eq!(m.stats(), s);
     // New key: locked, no miss.
     assert!(m.insert(30, 30).is_none());
@@ -513,7 +485,11 @@ fn insert_counts_a_miss_only_for_an_overwrite_of_a_dirty_only_key() {
     assert_eq!(m.stats(), s);
     // Snapshot key: lock-free, no miss.
     assert_eq!(m.insert(0, 1).as_deref(), Some(&0));
-    assert_eq!(m.stats(), Stats { retired: 2, ..s });
+    assert_eq!(
+        m.stats(),
+        s,
+        "first values without drop glue are not retired"
+    );
 }
 
 #[test]
@@ -569,15 +545,11 @@ fn value_to_value_in_the_snapshot_is_lock_free() {
     let previous = m.insert(0, 100).expect("key 0 is present");
     assert_eq!(*previous, 0);
     drop(previous);
-    assert_eq!(
-        m.stats(),
-        Stats {
-            retired: 1,
-            ..s.clone()
-        }
-    );
+    // A first value without drop glue is not retired (freeing it would do nothing); the
+    // value node that replaced it is.
+    assert_eq!(m.stats(), s);
     assert_eq!(m.compare_and_swap(&0, &100, 101), Ok(()));
-    assert_eq!(m.stats(), Stats { retired: 2, ..s });
+    assert_eq!(m.stats(), Stats { retired: 1, ..s });
     assert_eq!(m.get_cloned(&0), Some(101));
     assert_eq!(sorted_pairs(&m), [(0, 101), (1, 1)]);
 }
@@ -588,9 +560,9 @@ fn value_to_nil_and_nil_to_value_in_the_snapshot_are_lock_free() {
     let s = m.stats();
     // value -> NIL: the key stays in the snapshot as a tombstone.
     assert_eq!(m.remove(&0).as_deref(), Some(&0));
+    // A first value without drop glue is not retired (freeing it would do nothing).
     let tomb = Stats {
         len: 1,
-        retired: 1,
         ..s.clone()
     };
     assert_eq!(m.stats(), tomb);
@@ -613,7 +585,7 @@ fn value_to_nil_and_nil_to_value_in_the_snapshot_are_lock_free() {
     assert_eq!(
         m.stats(),
         Stats {
-            retired: 2,
+            retired: 1, // a value node
             ..tomb.clone()
         }
     );
@@ -625,7 +597,7 @@ fn value_to_nil_and_nil_to_value_in_the_snapshot_are_lock_free() {
         m.stats(),
         Stats {
             len: 2,
-            retired: 2,
+            retired: 1,
             ..tomb.clone()
         }
     );
@@ -636,7 +608,7 @@ fn value_to_nil_and_nil_to_value_in_the_snapshot_are_lock_free() {
         m.stats(),
         Stats {
             len: 2,
-            retired: 3,
+            retired: 2,
             ..tomb
         }
     );
@@ -648,7 +620,7 @@ fn rebuild_expunges_tombstones_and_a_store_puts_the_entry_back_into_dirty() {
     let m = promoted(0..3);
     assert!(m.remove(&0).is_some());
     assert!(m.compare_and_remove(&1, &1));
-    assert_eq!(m.stats().retired, 2);
+    assert_eq!(m.stats().retired, 0, "first values without drop glue");
     // The first new key after a promotion rebuilds the dirty map: tombstones 0 and 1 become
     // EXPUNGED and stay out of it. Publishing the amended snapshot frees what was retired.
     assert!(m.insert(10, 10).is_none());
@@ -902,6 +874,55 @@ fn expunged_key_is_dropped_at_the_next_promotion() {
     drop(m);
     assert_eq!(key_drops.load(SeqCst), 4);
     assert_eq!(value_drops.load(SeqCst), 4);
+}
+
+/// A first value of a type without drop glue is displaced without a retirement record
+/// (freeing it would do nothing): its memory is its entry's, so whatever can still read it
+/// must keep the entry alive by itself. A `Ref` from a write under the lock (a dirty-only key)
+/// holds a share of the entry; one from a lock-free write pins a snapshot whose table lists
+/// it. The map then lets go of the entries every way it can (a clear in place, which drops the
+/// dirty map's shares at once; a rebuild that expunges them, a promotion and a clear), and
+/// new keys take the memory of freed entries: each `Ref` still reads its value (and Miri
+/// checks every read).
+#[test]
+fn a_displaced_first_value_without_drop_glue_outlives_the_map_letting_go_of_its_entry() {
+    let refill = |m: &Map<u32, [u64; 4]>, keys: std::ops::Range<u32>| {
+        for k in keys {
+            m.insert(k, [u64::from(k); 4]);
+        }
+    };
+    // Under the lock: the read table is empty, so both keys are dirty-only, and the default
+    // promotion floor keeps them there.
+    let m: Map<u32, [u64; 4]> = one_pair().build();
+    refill(&m, 1..3);
+    let by_insert = m.insert(1, [10; 4]).expect("present");
+    let by_remove = m.remove(&2).expect("present");
+    let s = m.stats();
+    assert_eq!(
+        (s.retired, s.promotions, s.snapshot_len),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    m.clear(); // in place: the dirty map's shares are dropped now
+    assert_eq!(m.stats().promotions, 0);
+    refill(&m, 3..40);
+    assert_eq!((*by_insert, *by_remove), ([1; 4], [2; 4]));
+    drop((by_insert, by_remove));
+
+    // Lock-free: promoted keys.
+    let m: Map<u32, [u64; 4]> = map();
+    refill(&m, 1..3);
+    drop(m.iter()); // promotes
+    let by_insert = m.insert(1, [10; 4]).expect("present");
+    let by_remove = m.remove(&2).expect("present");
+    assert_eq!(m.stats().dirty_rebuilds, 1, "both lock-free");
+    drop(m.remove(&1));
+    refill(&m, 3..4); // the rebuild expunges keys 1 and 2
+    drop(m.iter()); // the promotion hands them to the replaced snapshot's epoch
+    m.clear();
+    refill(&m, 4..40);
+    drop(m.iter());
+    assert_eq!((*by_insert, *by_remove), ([1; 4], [2; 4]));
 }
 
 /// How the table an old snapshot reads stops being reachable from the map, after a rebuild
