@@ -1220,6 +1220,50 @@ fn reclamation_taken_over_shares_vs_clear_while_amended() {
     );
 }
 
+/// A reader holds key 1's first value, of a type without drop glue, while a writer displaces
+/// it (with no retirement record: freeing it would do nothing, so only the entry's own life
+/// keeps its memory), removes the key, makes the map let go of the entry (a rebuild that
+/// expunges it, a promotion that hands it to an epoch, a clear) and inserts new keys, which
+/// take freed entries' memory from the pair's arena. The snapshot the reader pinned must keep
+/// the entry, so the value it holds never changes.
+#[test]
+fn reclamation_first_value_without_drop_glue_vs_reader() {
+    check(
+        "reclamation_first_value_without_drop_glue_vs_reader",
+        3,
+        || {
+            let map = Arc::new(new_map::<u64>());
+            map.insert(1, 7);
+            promote(&map);
+            let reader = {
+                let map = map.clone();
+                thread::spawn(move || {
+                    if let Some(value) = map.get(&1) {
+                        let seen = *value;
+                        thread::yield_now();
+                        assert_eq!(*value, seen, "a value changed under a held Ref");
+                        assert!(seen == 7 || seen == 8, "read {seen}");
+                    }
+                })
+            };
+            let writer = {
+                let map = map.clone();
+                thread::spawn(move || {
+                    assert_eq!(map.insert(1, 8).as_deref(), Some(&7));
+                    assert_eq!(map.remove(&1).as_deref(), Some(&8));
+                    assert!(map.insert(2, 9).is_none()); // the rebuild expunges key 1
+                    promote(&map);
+                    map.clear();
+                    assert!(map.insert(3, 10).is_none());
+                    assert!(map.insert(4, 11).is_none());
+                })
+            };
+            reader.join().unwrap();
+            writer.join().unwrap();
+        },
+    );
+}
+
 /// Rotation: the epoch of the current snapshot already holds `RETIRED_PER_EPOCH - 1` retired
 /// values (4 - 1 under loom; made in the single-threaded setup, which costs loom no
 /// interleavings), so the writer's overwrite fills it and rotates: it publishes a fresh snapshot around the same table. The writer
