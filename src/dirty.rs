@@ -197,8 +197,9 @@ impl<K, V> Dirty<K, V> {
     /// (the snapshot stays amended, its filter keeps the cleared keys' bits), after running
     /// `expunge` on each entry. Returns the entries the caller must drop after unlocking: the
     /// old table, or nothing when dropping them runs no user code (keys without `Drop`: an
-    /// expunged entry holds no value, and a displaced first value's record keeps its entry
-    /// alive), in which case they are dropped now and the table keeps its allocation.
+    /// expunged entry holds no value, and a displaced first value either has a record, which
+    /// keeps its entry alive, or has nothing to drop), in which case they are dropped now and
+    /// the table keeps its allocation.
     pub(crate) fn empty_in_place(
         &mut self,
         expunge: impl FnMut(&ListedEntry<K, V>),

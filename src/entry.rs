@@ -10,8 +10,10 @@
 //! - `EXPUNGED` (address 1, never a value's): deleted and absent from the dirty map.
 //!
 //! The first value, once displaced, is dropped in place when its epoch is freed; its memory
-//! goes with the entry, which the retirement keeps alive until then (see `reclaim`). The slot
-//! never points at `first` again.
+//! goes with the entry, which the retirement keeps alive until then (see `reclaim`), unless
+//! the value has no drop glue: then it is not retired at all, and whoever can still read it
+//! keeps the entry alive by other means (DESIGN.md, "First values"). The slot never points at
+//! `first` again.
 //!
 //! Every lock-free transition is a single atomic operation on the slot. `EXPUNGED` is entered
 //! and left only under the map mutex (see the `*_locked` methods); every lock-free method
@@ -186,7 +188,7 @@ pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     slot: AtomicPtr<V>,
     /// The first value. Initialised at creation; dropped by `Entry::drop` while the slot
-    /// still points here, or by its epoch (`drop_first`) once displaced.
+    /// still points here, or by its epoch (`drop_first`) once displaced (if it has drop glue).
     first: UnsafeCell<MaybeUninit<V>>,
     /// How many [`SharedEntry`]s point here; the last one to go frees the entry.
     shares: AtomicUsize,
@@ -428,8 +430,9 @@ impl<K, V> Drop for Entry<K, V> {
         if let Slot::Value(value) = decode(exclusive_ptr(&mut self.slot)) {
             // SAFETY: the last `SharedEntry` is gone, so no map, snapshot or handle can
             // reach the entry, and a reader of the current value always holds one of those
-            // (DESIGN.md, "Reclamation"). A displaced first value holds the entry alive until
-            // its epoch dropped it, so the first value is live exactly when the slot points
+            // (DESIGN.md, "Reclamation"). A displaced first value's record holds the entry
+            // alive until its epoch dropped it (one without drop glue has no record and
+            // nothing to drop), so the first value needs dropping exactly when the slot points
             // at it; any other value is a node from `OwnedValue::new`.
             unsafe {
                 if value.as_ptr() == first {

@@ -306,8 +306,9 @@ fn get_counts_a_miss_on_every_locked_lookup() {
 fn remove_counts_a_miss_on_every_locked_lookup_and_leaves_dirty_only_keys_as_tombstones() {
     let m = split_map();
     let s = m.stats();
-    assert_eq!(m.remove(&1).as_deref(), Some(&1)); // snapshot key: lock-free tombstone
-                                                   // (A first value without drop glue is not retired: freeing it would do nothing.)
+    // A snapshot key: a lock-free tombstone. (A first value without drop glue is not
+    // retired: freeing it would do nothing.)
+    assert_eq!(m.remove(&1).as_deref(), Some(&1));
     let s = Stats { len: 7, ..s };
     assert_eq!(m.stats(), s);
     assert_eq!(m.remove(&10).as_deref(), Some(&10)); // dirty-only: a tombstone in dirty
