@@ -78,10 +78,10 @@ impl<S> Builder<S> {
     }
 
     /// The fewest misses that promote a pair's dirty map: a pair promotes once its misses
-    /// reach both its dirty map's size (less the tombstones of removed dirty-only keys) and
-    /// `misses` (default [`MIN_PROMOTION_MISSES`], which says why). 0 is Go's rule, so
-    /// `pairs(1).min_promotion_misses(0)` promotes where Go's `sync.Map` would (but for those
-    /// tombstones, which Go takes out of its dirty map). Promotion timing changes how soon new
+    /// reach both its dirty map's size (less the tombstones of dirty-only keys, counting a key
+    /// being removed) and `misses` (default [`MIN_PROMOTION_MISSES`], which says why). 0 is
+    /// Go's rule, so `pairs(1).min_promotion_misses(0)` promotes about where Go's `sync.Map`
+    /// would (DESIGN.md, "Promotion timing differs from Go"). Promotion timing changes how soon new
     /// keys are read without the lock, never what any operation returns.
     ///
     /// [`MIN_PROMOTION_MISSES`]: crate::MIN_PROMOTION_MISSES

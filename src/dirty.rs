@@ -172,6 +172,18 @@ impl<K, V> Dirty<K, V> {
         table.insert_absent(entry);
     }
 
+    /// Takes a dirty-only key's entry out of the dirty map (Go's `LoadAndDelete`), so that
+    /// removed keys leave with the remove rather than waiting a promotion or two as
+    /// tombstones. The caller holds `entry`, a share of its own, so the share the map owned
+    /// is only counted down here: nothing is freed under the lock.
+    pub(crate) fn take_out(&mut self, hash: u64, entry: &SharedEntry<K, V>) {
+        let table = self
+            .table
+            .as_mut()
+            .expect("a dirty-only key is in the dirty map");
+        drop(table.take_out(hash, entry));
+    }
+
     /// Ends the dirty map's cycle (a promotion or a clear, which replaces the read table):
     /// takes the table and the entries the rebuild expunged, as orphans for the epoch of the
     /// current snapshot (see [`Orphans`]; a promotion takes the table back out to publish

@@ -633,12 +633,11 @@ where
 
     /// Removes `key` and returns its value (Go's `LoadAndDelete`; `Delete` is this with the
     /// result dropped). A key of the read snapshot becomes a tombstone without locking; a key
-    /// only the dirty map holds is found under its pair's mutex and stays in the dirty map as a
-    /// tombstone until a promotion carries it out (Go takes it out of the dirty map; here a
-    /// later store of the key refills it, and the memory of removed keys is bounded by the
-    /// pair's other keys: DESIGN.md, "Tombstones of dirty-only keys"). A tombstone keeps its
-    /// key, not its value, until a dirty-map rebuild expunges it, which a rebuild does once
-    /// more than one entry in 8 of its pair's snapshot is a tombstone.
+    /// only the dirty map holds is found under its pair's mutex and taken out of the dirty map,
+    /// as in Go, unless the miss this counts promotes the dirty map first (then the key is a
+    /// snapshot key: DESIGN.md, "Removed dirty-only keys"). A tombstone keeps its key, not its
+    /// value, until a dirty-map rebuild expunges it, which a rebuild does once more than one
+    /// entry in 8 of its pair's snapshot is a tombstone.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();

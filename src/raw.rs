@@ -101,6 +101,20 @@ enum MissRule {
     FoundInDirty,
 }
 
+/// What a locked lookup does to a dirty-only key whose value the caller then deletes, after
+/// unlocking (DESIGN.md, "Removed dirty-only keys").
+#[derive(Clone, Copy, PartialEq)]
+enum DirtyOnly {
+    /// Nothing: the caller does not delete (a load, a compare-and-swap, an update).
+    Keeps,
+    /// Leaves the entry in the dirty map, counted in `Dirty::tombstones` (Go's
+    /// `CompareAndDelete`, which deletes only if the value is the expected one).
+    LeavesTombstone,
+    /// Takes the entry out of the dirty map (Go's `LoadAndDelete`), unless the lookup's miss
+    /// promoted it into the read table.
+    TakesOut,
+}
+
 /// The most entries a pair's dirty map may have room for (its table's capacity, which bounds
 /// its buckets too) for `clear` to empty it in place, under the lock: the walk of its buckets
 /// stays bounded (spec item 4) however large the map, or the capacity it was made with.
@@ -168,11 +182,14 @@ impl<K, V> RawMap<K, V> {
 
     /// Counts a miss; promotes once misses reach the dirty map's size less its dirty-only
     /// tombstones, and the pair's floor (DESIGN.md, "Promotion timing").
-    fn miss(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
+    /// Returns whether it promoted.
+    fn miss(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) -> bool {
         dirty.misses += 1;
-        if dirty.misses >= dirty.promotion_threshold() {
+        let promotes = dirty.misses >= dirty.promotion_threshold();
+        if promotes {
             self.promote(dirty, garbage);
         }
+        promotes
     }
 
     /// Whether a locked lookup counts a miss under `rule`.
@@ -319,8 +336,8 @@ impl<K, V> RawMap<K, V> {
     }
 
     /// Finds, under the lock, the entry of a key the table of the snapshot `pinned` lacks (the
-    /// caller searched it); counts a miss by `rule`, and a tombstone if the caller `deletes`
-    /// (after unlocking) a dirty-only key's value, whatever the slot holds now (see
+    /// caller searched it); counts a miss by `rule`, and treats a dirty-only key as
+    /// `dirty_only` says, whatever its slot holds now (the caller deletes after unlocking; see
     /// `Dirty::tombstones`). Holds the snapshot current under the lock, which the caller keeps
     /// while it works on the entry so that the values it reads stay alive.
     fn locate_locked<Q>(
@@ -329,7 +346,7 @@ impl<K, V> RawMap<K, V> {
         hash: u64,
         key: &Q,
         rule: MissRule,
-        deletes: bool,
+        dirty_only: DirtyOnly,
     ) -> Held<K, V>
     where
         K: Borrow<Q>,
@@ -338,20 +355,25 @@ impl<K, V> RawMap<K, V> {
         self.locked(|dirty, garbage| {
             let (snapshot, read_missed) = self.current_locked(pinned, garbage);
             let located = dirty.locate(&snapshot, read_missed, hash, key);
-            let missed = Self::counts_miss(rule, &located, &snapshot);
+            // A dirty-only key the caller deletes counts as a tombstone before the miss, so
+            // that the promotion threshold leaves it out (it stays deleted, or leaves). If the
+            // miss promotes, the key is in the read table now, where its deletion leaves a
+            // tombstone that a later store refills without locking (Go's
+            // `LoadAndDeleteCollision` loop stops locking); if not, a remove takes it out.
+            let deleted = matches!(located, Located::Dirty(_)) && dirty_only != DirtyOnly::Keeps;
+            dirty.tombstones += usize::from(deleted);
+            let promoted =
+                Self::counts_miss(rule, &located, &snapshot) && self.miss(dirty, garbage);
+            if let (Located::Dirty(entry), DirtyOnly::TakesOut, false) =
+                (&located, dirty_only, promoted)
+            {
+                dirty.take_out(hash, entry);
+                dirty.tombstones -= 1;
+            }
             let entry = match located {
-                Located::Read(entry) => Some(entry),
-                Located::Dirty(entry) => {
-                    if deletes {
-                        dirty.tombstones += 1;
-                    }
-                    Some(entry)
-                }
+                Located::Read(entry) | Located::Dirty(entry) => Some(entry),
                 Located::Absent => None,
             };
-            if missed {
-                self.miss(dirty, garbage);
-            }
             Held {
                 snapshot,
                 entry,
@@ -397,7 +419,8 @@ impl<K, V> RawMap<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let held = self.locate_locked(pinned, hash, key, MissRule::EveryDirtyLookup, false);
+        let rule = MissRule::EveryDirtyLookup;
+        let held = self.locate_locked(pinned, hash, key, rule, DirtyOnly::Keeps);
         *found = held
             .entry
             .as_ref()
@@ -683,7 +706,7 @@ impl<K, V> RawMap<K, V> {
     /// Finds the key's entry and runs `act` on it: the path Go's `LoadAndDelete`,
     /// `CompareAndDelete` and `CompareAndSwap` share, with `update`. Lock-free when the snapshot
     /// holds the key; under the lock when only the dirty map may (counting a miss by `rule`,
-    /// and counting a tombstone-to-be if `act` `deletes`), with `act` run
+    /// and treating a dirty-only key as `dirty_only` says), with `act` run
     /// after unlocking. `act` hands `arg` back when it changes nothing, and so does a missing
     /// key. Returns the outcome with what the operation holds, for the caller to retire what
     /// `act` displaced before dropping it (see `retire_or_unpin`). One caller per operation,
@@ -695,7 +718,7 @@ impl<K, V> RawMap<K, V> {
         hash: u64,
         key: &Q,
         rule: MissRule,
-        deletes: bool,
+        dirty_only: DirtyOnly,
         arg: A,
         act: impl FnOnce(&ListedEntry<K, V>, &Snapshot<K, V>, A) -> Result<R, A>,
     ) -> (Result<R, A>, Held<K, V>)
@@ -712,7 +735,7 @@ impl<K, V> RawMap<K, V> {
             None if !snapshot.may_be_dirty(hash) => return (Err(arg), Held::pinned(snapshot)),
             None => {}
         }
-        let held = self.locate_locked(snapshot, hash, key, rule, deletes);
+        let held = self.locate_locked(snapshot, hash, key, rule, dirty_only);
         let outcome = match &held.entry {
             Some(entry) => act(entry, &held.snapshot, arg),
             None => Err(arg),
@@ -737,8 +760,8 @@ impl<K, V> RawMap<K, V> {
         }
     }
 
-    /// Go's `LoadAndDelete`. Unlike Go, a dirty-only key stays in the dirty map as a tombstone
-    /// (DESIGN.md, "Tombstones of dirty-only keys").
+    /// Go's `LoadAndDelete`: a dirty-only key leaves the dirty map, unless the miss its lookup
+    /// counts promotes it (DESIGN.md, "Removed dirty-only keys").
     pub(crate) fn remove<Q>(&self, hash: u64, key: &Q) -> Option<Ref<K, V>>
     where
         K: Borrow<Q>,
@@ -746,7 +769,9 @@ impl<K, V> RawMap<K, V> {
     {
         let rule = MissRule::EveryDirtyLookup;
         let always = |_: &V| true;
-        let (removed, held) = self.find_and_act(hash, key, rule, true, always, Self::delete_if);
+        let dirty_only = DirtyOnly::TakesOut;
+        let (removed, held) =
+            self.find_and_act(hash, key, rule, dirty_only, always, Self::delete_if);
         self.retire_or_unpin(removed, held).ok()
     }
 
@@ -759,7 +784,9 @@ impl<K, V> RawMap<K, V> {
     {
         let rule = MissRule::EveryDirtyLookup;
         let equal = |current: &V| current == expected;
-        let (removed, held) = self.find_and_act(hash, key, rule, true, equal, Self::delete_if);
+        let dirty_only = DirtyOnly::LeavesTombstone;
+        let (removed, held) =
+            self.find_and_act(hash, key, rule, dirty_only, equal, Self::delete_if);
         self.retire_or_unpin(removed, held).is_ok()
     }
 
@@ -781,7 +808,7 @@ impl<K, V> RawMap<K, V> {
             swapped.map(|displaced| Retiring::new(displaced, entry))
         };
         let rule = MissRule::FoundInDirty;
-        let (swapped, held) = self.find_and_act(hash, key, rule, false, new, swap);
+        let (swapped, held) = self.find_and_act(hash, key, rule, DirtyOnly::Keeps, new, swap);
         self.retire_or_unpin(swapped, held).map(drop)
     }
 
@@ -799,7 +826,14 @@ impl<K, V> RawMap<K, V> {
         Q: Eq + ?Sized,
     {
         let rule = MissRule::FoundInDirty;
-        let (updated, held) = self.find_and_act(hash, key, rule, false, update, Self::update_entry);
+        let (updated, held) = self.find_and_act(
+            hash,
+            key,
+            rule,
+            DirtyOnly::Keeps,
+            update,
+            Self::update_entry,
+        );
         match updated {
             Ok((displaced, stored)) => Some(self.retire_and_show(displaced, stored, held)),
             Err(_) => {

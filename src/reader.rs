@@ -366,7 +366,7 @@ mod tests {
         let mut reader = map.reader();
         let value = reader.get(&1).unwrap();
         assert_eq!(map.stats().dirty_len, Some(3));
-        drop(map.remove(&1)); // a tombstone in the dirty map; the value is retired
+        drop(map.remove(&1)); // out of the dirty map; the value is retired
         map.insert(1, "replaced".into());
         for i in 0..3 * RETIRED_PER_EPOCH as u64 {
             map.insert(0, format!("churn {i}")); // rotations: the old epochs could drain

@@ -32,10 +32,10 @@ pub struct Stats {
     pub dirty_len: Option<usize>,
     /// Operations that missed the snapshot and took the lock since the last promotion, by
     /// Go's rules plus two: an `insert` that stores into a key only the dirty map holds counts
-    /// too, so that such a key is not stranded behind the lock; and an operation on a key
-    /// removed while only the dirty map held it counts, as it finds the key's tombstone there
-    /// (Go takes such a key out of the dirty map). Lookups the miss filter answered are not
-    /// counted.
+    /// too, so that such a key is not stranded behind the lock; and a store, a
+    /// compare-and-swap or an update of a key that `compare_and_remove` deleted while only the
+    /// dirty map held it counts, as it finds the key's tombstone there. Lookups the miss filter
+    /// answered are not counted.
     pub misses: usize,
     /// Times the dirty map became the read snapshot.
     pub promotions: u64,

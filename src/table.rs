@@ -92,6 +92,20 @@ impl<K, V> Table<K, V> {
         });
     }
 
+    /// Removes the listing of `entry` (found by address, not by key: no user `Eq` runs),
+    /// handing over the share this table owned. Only on a table that owns them (a dirty map),
+    /// and only for an entry it lists.
+    pub(crate) fn take_out(&mut self, hash: u64, entry: &ListedEntry<K, V>) -> SharedEntry<K, V> {
+        debug_assert!(self.owns.load(Relaxed));
+        let listed = match self.listed.find_entry(hash, |listed| listed.is(entry)) {
+            Ok(found) => found.remove().0,
+            Err(_) => unreachable!("the table lists the entry taken out"),
+        };
+        // SAFETY: this table owns the listing's share, and the listing has left it: the share
+        // goes to the caller alone.
+        unsafe { listed.into_shared() }
+    }
+
     /// Removes every entry, dropping the shares this table owns, and keeps the allocation.
     pub(crate) fn clear(&mut self) {
         self.drain_shares().for_each(drop);
@@ -329,6 +343,38 @@ mod tests {
         }
         assert!(catch_unwind(AssertUnwindSafe(|| drop(table))).is_err());
         assert_eq!(DROPPED.get(), 40);
+    }
+
+    /// `take_out` removes exactly the listing of the entry given (another entry with the same
+    /// hash and key stays), and hands over the table's share: the entry lives on while the
+    /// caller's share does, and is freed once both are gone.
+    #[test]
+    fn take_out_hands_over_the_share_of_that_entry_only() {
+        let mut arena = crate::entry::EntryArena::new();
+        let mut table = Table::with_capacity(4);
+        let hash = 7;
+        let first = SharedEntry::new(1u64, hash, 10u64, &mut arena);
+        let twin = SharedEntry::new(1u64, hash, 20u64, &mut arena);
+        let held = first.clone();
+        table.insert_absent(first);
+        table.insert_absent(twin);
+        // SAFETY: called with entries that a live table lists or a share holds, whose values
+        // nothing displaces meanwhile.
+        let value_of = |entry: &ListedEntry<u64, u64>| entry.load().map(|v| unsafe { *v.as_ref() });
+        let taken = table.take_out(hash, &held);
+        assert!(taken.is(&held));
+        assert_eq!(table.len(), 1);
+        let left = table.entry_of(hash, &1).expect("the twin stays");
+        assert_eq!(value_of(left), Some(20));
+        drop(taken);
+        assert_eq!(
+            value_of(&held),
+            Some(10),
+            "the caller's share keeps the entry"
+        );
+        drop(held);
+        drop(table);
+        drop(arena);
     }
 
     #[test]

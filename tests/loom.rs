@@ -379,52 +379,108 @@ fn assert_remove_store_outcome(map: &Map<u32>, removed: Option<u32>, replaced: O
     }
 }
 
+/// Races `remove(1)` with `insert(1, 11)` on a map that `setup` made (key 1 holding 10), and
+/// hands the map and both results to `after`.
+fn remove_vs_store(setup: impl Fn(&Map<u32>), after: impl Fn(&Map<u32>, Option<u32>, Option<u32>)) {
+    let map = Arc::new(new_map::<u32>());
+    setup(&map);
+    let remover = {
+        let map = map.clone();
+        thread::spawn(move || remove(&map, 1))
+    };
+    let storer = {
+        let map = map.clone();
+        thread::spawn(move || insert(&map, 1, 11))
+    };
+    let removed = remover.join().unwrap();
+    let replaced = storer.join().unwrap();
+    after(&map, removed, replaced);
+}
+
 /// Key 1 is in the read snapshot: both operations are lock-free CASes on its slot.
 #[test]
 fn remove_vs_store_snapshot_key() {
     check("remove_vs_store_snapshot_key", 5, || {
-        let map = Arc::new(new_map::<u32>());
-        map.insert(1, 10);
-        promote(&map);
-
-        let remover = {
-            let map = map.clone();
-            thread::spawn(move || remove(&map, 1))
+        let setup = |map: &Map<u32>| {
+            map.insert(1, 10);
+            promote(map);
         };
-        let storer = {
-            let map = map.clone();
-            thread::spawn(move || insert(&map, 1, 11))
-        };
-        let removed = remover.join().unwrap();
-        let replaced = storer.join().unwrap();
-        assert_remove_store_outcome(&map, removed, replaced);
+        remove_vs_store(setup, assert_remove_store_outcome);
     });
 }
 
-/// Key 1 is only in the dirty map: the remove takes the entry out of the dirty map (and its
-/// counted miss promotes), the store goes through the lock or, after the promotion,
-/// lock-free.
+/// Key 1 is only in the dirty map, alone: the remove's miss promotes it first (the threshold
+/// leaves out the key being removed), so the remove deletes a snapshot key; the store goes
+/// through the lock or, after the promotion, lock-free.
 #[test]
 fn remove_vs_store_dirty_key() {
     check("remove_vs_store_dirty_key", 5, || {
-        let map = Arc::new(new_map::<u32>());
-        map.insert(1, 10); // dirty {1}
-
-        let remover = {
-            let map = map.clone();
-            thread::spawn(move || remove(&map, 1))
-        };
-        let storer = {
-            let map = map.clone();
-            thread::spawn(move || insert(&map, 1, 11))
-        };
-        let removed = remover.join().unwrap();
-        let replaced = storer.join().unwrap();
-        assert_remove_store_outcome(&map, removed, replaced);
-        // And once more after a forced promotion.
-        drop(map.iter());
-        assert_remove_store_outcome(&map, removed, replaced);
+        let setup = |map: &Map<u32>| drop(map.insert(1, 10)); // dirty {1}
+        remove_vs_store(setup, |map, removed, replaced| {
+            assert_remove_store_outcome(map, removed, replaced);
+            // And once more after a forced promotion.
+            drop(map.iter());
+            assert_remove_store_outcome(map, removed, replaced);
+        });
     });
+}
+
+/// Keys 2, 3 and 4 beside key 1 in the dirty map, with key 1 holding `value`: a remove of key
+/// 1 counts it as leaving (threshold 3) and one other miss before it does not reach that, so
+/// the remove always takes key 1 out of the dirty map rather than promoting it.
+fn key_1_dirty_beside_three(map: &Map<u32>, value: u32) {
+    map.insert(1, value);
+    for key in 2..5 {
+        map.insert(key, key * 10);
+    }
+    assert_eq!(map.stats().dirty_len, Some(4));
+}
+
+/// Checks that keys 2, 3 and 4 are as `key_1_dirty_beside_three` left them, and key 1 holds
+/// `key_1`.
+fn assert_beside_three(map: &Map<u32>, key_1: Option<u32>) {
+    let mut expected = vec![(2, 20), (3, 30), (4, 40)];
+    expected.extend(key_1.map(|value| (1, value)));
+    assert_contents(map, &expected);
+}
+
+/// A remove takes dirty-only key 1 out of the dirty map (no promotion) while a store of the
+/// key either refills it under the lock first, or finds it gone and makes a new entry: no
+/// store is lost, and the taken-out entry is freed once the remove lets go of it.
+#[test]
+fn remove_takes_a_dirty_only_key_out_vs_store() {
+    check("remove_takes_a_dirty_only_key_out_vs_store", 4, || {
+        let setup = |map: &Map<u32>| key_1_dirty_beside_three(map, 10);
+        remove_vs_store(setup, |map, removed, replaced| {
+            assert_eq!(map.stats().promotions, 0, "the take-out path ran");
+            match (removed, replaced) {
+                (Some(10), None) => assert_beside_three(map, Some(11)), // remove, then store
+                (Some(11), Some(10)) => assert_beside_three(map, None), // store, then remove
+                outcome => panic!("not linearizable: (removed, replaced) = {outcome:?}"),
+            }
+        });
+    });
+}
+
+/// A compare-and-swap of dirty-only key 1 locates the entry under the lock and swaps outside
+/// it, while a remove takes the entry out of the dirty map and deletes its value after
+/// unlocking: either the swap comes first and the remove returns its value, or it fails on
+/// the deleted slot. Key 1 is absent afterwards either way.
+#[test]
+fn remove_takes_a_dirty_only_key_out_vs_compare_and_swap() {
+    check(
+        "remove_takes_a_dirty_only_key_out_vs_compare_and_swap",
+        4,
+        || {
+            cas_vs_remove(
+                |map| key_1_dirty_beside_three(map, 0),
+                |map| {
+                    assert_eq!(map.stats().promotions, 0, "the take-out path ran");
+                    assert_beside_three(map, None);
+                },
+            );
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -479,7 +535,10 @@ fn cas_vs_cas_dirty_key() {
     });
 }
 
-fn cas_vs_remove(setup: fn(&Map<u32>)) {
+/// Races `compare_and_swap(1, 0 -> 1)` with `remove(1)` on a map that `setup` made (key 1
+/// holding 0): either the CAS wins and the remove takes its value, or the remove wins and
+/// the CAS fails. Then `after` checks the map.
+fn cas_vs_remove(setup: impl Fn(&Map<u32>), after: impl Fn(&Map<u32>)) {
     let map = Arc::new(new_map::<u32>());
     setup(&map);
     let swapper = {
@@ -496,11 +555,16 @@ fn cas_vs_remove(setup: fn(&Map<u32>)) {
         (true, Some(1)) | (false, Some(0)) => {}
         outcome => panic!("not linearizable: (swapped, removed) = {outcome:?}"),
     }
+    after(&map);
+}
+
+/// Key 1 is absent, and nothing else changed (key 0 is there if a setup put it there).
+fn key_1_removed(map: &Map<u32>) {
     let mut expected = vec![];
     if map.get(&0).is_some() {
         expected.push((0, 0));
     }
-    assert_contents(&map, &expected);
+    assert_contents(map, &expected);
 }
 
 /// CAS vs remove on a snapshot key: either the CAS wins and the remove takes its value, or
@@ -508,7 +572,7 @@ fn cas_vs_remove(setup: fn(&Map<u32>)) {
 #[test]
 fn cas_vs_remove_snapshot_key() {
     check("cas_vs_remove_snapshot_key", 5, || {
-        cas_vs_remove(key_1_in_snapshot);
+        cas_vs_remove(key_1_in_snapshot, key_1_removed);
     });
 }
 
@@ -517,7 +581,7 @@ fn cas_vs_remove_snapshot_key() {
 #[test]
 fn cas_vs_remove_dirty_key() {
     check("cas_vs_remove_dirty_key", 5, || {
-        cas_vs_remove(key_1_only_dirty);
+        cas_vs_remove(key_1_only_dirty, key_1_removed);
     });
 }
 
@@ -1135,6 +1199,31 @@ fn reclamation_dirty_only_key() {
             drop(removed);
             assert!(map.insert(1, again).is_none());
             assert_eq!(map.iter().count(), 1);
+        });
+    });
+}
+
+/// A reader holds a `Ref` to a dirty-only key, found under the lock (a miss that does not
+/// promote: three other dirty entries), while a writer removes the key, which takes its entry
+/// out of the dirty map (dropping only the map's share), and inserts it again (a new entry,
+/// perhaps in the taken-out one's memory, once every share is gone). The reader's `Ref`
+/// must keep the entry and its first value alive.
+#[test]
+fn reclamation_dirty_only_key_taken_out() {
+    check("reclamation_dirty_only_key_taken_out", 4, || {
+        let tracker = Arc::new(Tracker::default());
+        let map = Arc::new(new_map::<Tracked>());
+        for key in 1..5 {
+            map.insert(key, tracked(&tracker)); // ids 0 to 3; dirty {1, 2, 3, 4}
+        }
+        let again = tracked(&tracker); // id 4
+
+        reader_vs_writer(map, &tracker, move |map| {
+            let removed = map.remove(&1).expect("key 1 was present");
+            assert_eq!(read_id(&removed), 0);
+            drop(removed);
+            assert_eq!(map.stats().dirty_len, Some(3), "taken out");
+            assert!(map.insert(1, again).is_none());
         });
     });
 }

@@ -1014,13 +1014,13 @@ fn a_panicking_drop_freed_by_the_superseded_guard_of_a_locked_insert_leaks_nothi
     finish(Arc::into_inner(map).expect("the hook is gone"));
 }
 
-/// A removed key that only the dirty map held stays there as a tombstone; a `clear` discards
-/// the dirty map to the epoch of the snapshot it replaces, which is dropped after unlocking
-/// when nothing pins it, and with it the entry's last reference (key 3 is overwritten
-/// first and a rotation ends that epoch, so the retirement of its first value no longer holds
-/// the entry). A panicking key `Drop` there leaks nothing else of the cleared map. (Until the
-/// tombstones, `remove` took the entry out and dropped it before retiring the removed value,
-/// and this leaked the value.)
+/// A removed key that only the dirty map held leaves it under the lock, where only the dirty
+/// map's share of the entry is dropped (the remove holds another); when its value is a node
+/// (key 3 is overwritten first, and a rotation ends the first value's epoch, so no retirement
+/// record holds the entry), the remove's own share is the last, dropped once the removed
+/// value is retired and its `Ref` is a local. A panicking key `Drop` there loses the `Ref`
+/// only: the key is removed, the value freed once. (Before the tombstones, `remove` took the
+/// entry out and dropped it before retiring the removed value, and this leaked the value.)
 #[test]
 fn a_panicking_drop_of_the_key_of_a_removed_dirty_entry_leaks_nothing() {
     start();
@@ -1029,20 +1029,22 @@ fn a_panicking_drop_of_the_key_of_a_removed_dirty_entry_leaks_nothing() {
     model.insert(3, 33);
     overwrite(&map, &mut model, 1, RETIRED_PER_EPOCH - 1);
     assert_eq!(drops_of(ids[&3].1), 1, "the first value's epoch has ended");
-    drop(map.remove(&Key::new(3)));
+    let dirty_len = map.stats().dirty_len;
+    expect_trap(Site::Drop(ids[&3].0), 1, || map.remove(&Key::new(3)));
     model.remove(&3);
-    assert_eq!(drops_of(ids[&3].0), 0, "the tombstone holds the key");
-    check(&map, &model);
-    expect_trap(Site::Drop(ids[&3].0), 1, || map.clear());
-    model.clear();
+    assert_eq!(
+        map.stats().dirty_len,
+        dirty_len.map(|len| len - 1),
+        "out of the dirty map"
+    );
     check(&map, &model);
     finish(map);
 }
 
-/// A removed key whose first value was never displaced goes with that value and its
-/// tombstone: the promotion by `iter` ends the value's epoch and carries the tombstone into
-/// the snapshot, a new key's rebuild expunges it, and the next promotion drops that snapshot;
-/// a panicking key `Drop` there frees the rest of the snapshot.
+/// A removed dirty-only key whose first value was never displaced goes with that value: the
+/// value's retirement record holds the entry, so the promotion by `iter`, which ends the
+/// value's epoch, frees both; a panicking key `Drop` there leaves the promotion done and
+/// frees the rest of the epoch.
 #[test]
 fn a_panicking_drop_of_a_key_freed_with_its_first_value_leaks_nothing() {
     start();
@@ -1050,12 +1052,20 @@ fn a_panicking_drop_of_a_key_freed_with_its_first_value_leaks_nothing() {
     let removed = map.remove(&Key::new(3)).expect("present");
     model.remove(&3);
     drop(removed);
-    drop(map.iter()); // promotes: the epoch of the removed value ends
-    assert_eq!(drops_of(ids[&3].1), 1, "the removed value is freed");
-    assert_eq!(drops_of(ids[&3].0), 0, "the tombstone holds the key");
-    drop(map.insert(Key::new(6), Val::new(6))); // rebuild: expunges key 3
-    model.insert(6, 6);
+    assert_eq!(
+        drops_of(ids[&3].1),
+        0,
+        "the removed value waits for its epoch"
+    );
+    assert_eq!(
+        drops_of(ids[&3].0),
+        0,
+        "its retirement record holds the key"
+    );
+    let promotions = map.stats().promotions;
     expect_trap(Site::Drop(ids[&3].0), 1, || drop(map.iter()));
+    assert_eq!(map.stats().promotions, promotions + 1);
+    assert_eq!(drops_of(ids[&3].1), 1, "the removed value is freed");
     check(&map, &model);
     finish(map);
 }

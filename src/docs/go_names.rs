@@ -7,7 +7,7 @@
 //! | `Swap(k, v)` | [`insert`](crate::DualMap::insert) | returns the previous value |
 //! | `LoadOrStore(k, v)` | [`get_or_insert`](crate::DualMap::get_or_insert), [`try_insert`](crate::DualMap::try_insert) | `loaded` is [`GetOrInsert::Loaded`](crate::GetOrInsert::Loaded); `try_insert` gives the value back |
 //! | (none, golang/go#44159) | [`get_or_insert_with`](crate::DualMap::get_or_insert_with) | the closure runs only for an absent key, with no lock held |
-//! | `LoadAndDelete(k)`, `Delete(k)` | [`remove`](crate::DualMap::remove) | a key only the dirty map holds stays there as a tombstone until a promotion (Go takes it out); a later store refills it |
+//! | `LoadAndDelete(k)`, `Delete(k)` | [`remove`](crate::DualMap::remove) | a key only the dirty map holds is taken out of it, as in Go, unless the miss its lookup counts promotes it first |
 //! | `CompareAndSwap(k, old, new)` | [`compare_and_swap`](crate::DualMap::compare_and_swap) | never inserts; gives `new` back on failure |
 //! | a `Load` and `CompareAndSwap` loop | [`update`](crate::DualMap::update), [`update_or_insert_with`](crate::DualMap::update_or_insert_with), [`update_or_insert`](crate::DualMap::update_or_insert) | `update` never inserts; the closure runs with no lock held, again if another write changed the value first |
 //! | `CompareAndDelete(k, old)` | [`compare_and_remove`](crate::DualMap::compare_and_remove) | |

@@ -14,8 +14,8 @@
 //!
 //! "Mutex" is the key's read/dirty pair's: keys of different pairs never wait for each other.
 //!
-//! A miss promotes the dirty map once misses reach its size (less the tombstones of keys
-//! removed while only it held them) and at least
+//! A miss promotes the dirty map once misses reach its size (less the tombstones that
+//! `compare_and_remove` left of keys only it held) and at least
 //! [`MIN_PROMOTION_MISSES`](crate::MIN_PROMOTION_MISSES) (32), after which those keys are
 //! lock-free too. While the dirty map holds keys the snapshot lacks, the snapshot carries a
 //! small Bloom filter of those keys (the *miss filter*): a lookup of a key that was never

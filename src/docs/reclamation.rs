@@ -52,9 +52,11 @@
 //! still holds that value is dropped with the value, when its epoch ends, rather than at once
 //! (unless the value type has no drop glue: such a first value is not retired at all, since
 //! freeing it would do nothing, and its entry goes as soon as nothing reaches it).
-//! A removed key stays in its read/dirty pair as a tombstone (a key only the dirty map held
-//! stays there), and is dropped once a rebuild has expunged it and the promotion after that
-//! has dropped the old snapshot. A rebuild expunges only when more than one entry in 8 of the
+//! A removed key of the read snapshot stays in its read/dirty pair as a tombstone, and is
+//! dropped once a rebuild has expunged it and the promotion after that has dropped the old
+//! snapshot; a removed key only the dirty map held leaves it at once, and is dropped with its
+//! entry once nothing holds that (its removed value's `Ref`, and for a value with drop glue
+//! the value's epoch). A rebuild expunges only when more than one entry in 8 of the
 //! pair's read table is a tombstone, so a pair carries up to that share of removed keys (their
 //! values are retired as usual) from one promotion to the next.
 //! A `clear` that empties a pair in place (its keys all only in the dirty map) retires their

@@ -303,7 +303,7 @@ fn get_counts_a_miss_on_every_locked_lookup() {
 }
 
 #[test]
-fn remove_counts_a_miss_on_every_locked_lookup_and_leaves_dirty_only_keys_as_tombstones() {
+fn remove_counts_a_miss_on_every_locked_lookup_and_takes_dirty_only_keys_out() {
     let m = split_map();
     let s = m.stats();
     // A snapshot key: a lock-free tombstone. (A first value without drop glue is not
@@ -311,9 +311,11 @@ fn remove_counts_a_miss_on_every_locked_lookup_and_leaves_dirty_only_keys_as_tom
     assert_eq!(m.remove(&1).as_deref(), Some(&1));
     let s = Stats { len: 7, ..s };
     assert_eq!(m.stats(), s);
-    assert_eq!(m.remove(&10).as_deref(), Some(&10)); // dirty-only: a tombstone in dirty
+    let dirty_len = s.dirty_len.expect("amended");
+    assert_eq!(m.remove(&10).as_deref(), Some(&10)); // dirty-only: out of the dirty map
     let s = Stats {
         len: 6,
+        dirty_len: Some(dirty_len - 1),
         misses: 1,
         ..s
     };
@@ -881,7 +883,8 @@ fn expunged_key_is_dropped_at_the_next_promotion() {
 /// (freeing it would do nothing): its memory is its entry's, so whatever can still read it
 /// must keep the entry alive by itself. A `Ref` from a write under the lock (a dirty-only key)
 /// holds a share of the entry; one from a lock-free write pins a snapshot whose table lists
-/// it. The map then lets go of the entries every way it can (a clear in place, which drops the
+/// it. The map then lets go of the entries every way it can (a remove that takes a dirty-only
+/// key out of the dirty map, dropping the map's share at once; a clear in place, which drops the
 /// dirty map's shares at once; a rebuild that expunges them, a promotion and a clear), and
 /// new keys take the memory of freed entries: each `Ref` still reads its value (and Miri
 /// checks every read).
@@ -897,13 +900,14 @@ fn a_displaced_first_value_without_drop_glue_outlives_the_map_letting_go_of_its_
     let m: Map<u32, [u64; 4]> = one_pair().build();
     refill(&m, 1..3);
     let by_insert = m.insert(1, [10; 4]).expect("present");
-    let by_remove = m.remove(&2).expect("present");
+    let by_remove = m.remove(&2).expect("present"); // out of the dirty map now
     let s = m.stats();
     assert_eq!(
-        (s.retired, s.promotions, s.snapshot_len),
-        (0, 0, 0),
+        (s.retired, s.promotions, s.snapshot_len, s.dirty_len),
+        (0, 0, 0, Some(1)),
         "{s:?}"
     );
+    refill(&m, 40..45);
     m.clear(); // in place: the dirty map's shares are dropped now
     assert_eq!(m.stats().promotions, 0);
     refill(&m, 3..40);
@@ -1136,12 +1140,12 @@ fn clear_in_place_removes_every_dirty_only_key_without_publishing() {
     for k in 0..3 {
         m.insert(k, Counted::new(k.into(), &value_drops));
     }
-    m.remove(&2); // a tombstone in the dirty map
+    m.remove(&2); // out of the dirty map
     let held = m.get(&0).expect("present"); // a locked lookup: a miss, no promotion yet
     let before = m.stats();
     assert_eq!(
         (before.amended, before.dirty_len, before.len),
-        (true, Some(3), 2)
+        (true, Some(2), 2)
     );
     m.clear();
     let after = m.stats();
@@ -1349,7 +1353,7 @@ fn len_follows_every_transition() {
     check(2);
     m.insert(1, 2); // dirty value -> value
     check(2);
-    m.remove(&1); // dirty-only key: a tombstone in dirty; its miss promotes {0, 1}
+    m.remove(&1); // dirty-only key, leaving: its miss promotes {0, 1} first
     check(1);
     assert_eq!(m.stats().promotions, 1);
     m.remove(&1); // a snapshot tombstone now: absent, lock-free
