@@ -126,22 +126,25 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// The misses that promote: the dirty map's entries other than tombstones of dirty-only
-    /// keys, and at least the floor.
-    pub(crate) fn promotion_threshold(&self) -> usize {
+    /// keys and the `leaving` entries, and at least the floor.
+    pub(crate) fn promotion_threshold(&self, leaving: usize) -> usize {
         self.len()
-            .saturating_sub(self.tombstones)
+            .saturating_sub(self.tombstones + leaving)
             .max(self.min_promotion_misses)
     }
 
     /// Looks a key up in the current snapshot, then in the dirty map. `read_missed`: the
     /// caller already searched this very snapshot's table and did not find the key there
-    /// (tables do not change once published), so only the dirty map is searched.
+    /// (tables do not change once published), so only the dirty map is searched. `take_out`:
+    /// a key only the dirty map holds is taken out of it (Go's `LoadAndDelete`), and its
+    /// share is the one the map owned; otherwise a new one.
     pub(crate) fn locate<Q>(
-        &self,
+        &mut self,
         snapshot: &Snapshot<K, V>,
         read_missed: bool,
         hash: u64,
         key: &Q,
+        take_out: bool,
     ) -> Located<K, V>
     where
         K: Borrow<Q>,
@@ -152,12 +155,16 @@ impl<K, V> Dirty<K, V> {
                 return Located::Read(entry.share());
             }
         }
-        match self
-            .table
-            .as_ref()
-            .and_then(|table| table.entry_of(hash, key))
-        {
-            Some(entry) => Located::Dirty(entry.share()),
+        let Some(table) = self.table.as_mut() else {
+            return Located::Absent;
+        };
+        let found = if take_out {
+            table.take_out(hash, key)
+        } else {
+            table.entry_of(hash, key).map(ListedEntry::share)
+        };
+        match found {
+            Some(entry) => Located::Dirty(entry),
             None => Located::Absent,
         }
     }
@@ -170,18 +177,6 @@ impl<K, V> Dirty<K, V> {
             .as_mut()
             .expect("dirty map exists while amended or unexpunging");
         table.insert_absent(entry);
-    }
-
-    /// Takes a dirty-only key's entry out of the dirty map (Go's `LoadAndDelete`), so that
-    /// removed keys leave with the remove rather than waiting a promotion or two as
-    /// tombstones. The caller holds `entry`, a share of its own, so the share the map owned
-    /// is only counted down here: nothing is freed under the lock.
-    pub(crate) fn take_out(&mut self, hash: u64, entry: &SharedEntry<K, V>) {
-        let table = self
-            .table
-            .as_mut()
-            .expect("a dirty-only key is in the dirty map");
-        drop(table.take_out(hash, entry));
     }
 
     /// Ends the dirty map's cycle (a promotion or a clear, which replaces the read table):

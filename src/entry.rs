@@ -473,12 +473,6 @@ impl<K, V> ListedEntry<K, V> {
         ptr::from_ref(&self.shares).cast()
     }
 
-    /// Whether both list the same entry.
-    #[inline(always)]
-    pub(crate) fn is(&self, other: &Self) -> bool {
-        self.entry == other.entry
-    }
-
     /// A new share of the entry, which the listing keeps alive meanwhile. As `Arc`: a
     /// `Relaxed` increment, made from a reference that already keeps the entry alive.
     #[inline]

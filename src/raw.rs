@@ -182,14 +182,11 @@ impl<K, V> RawMap<K, V> {
 
     /// Counts a miss; promotes once misses reach the dirty map's size less its dirty-only
     /// tombstones, and the pair's floor (DESIGN.md, "Promotion timing").
-    /// Returns whether it promoted.
-    fn miss(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) -> bool {
+    fn miss(&self, dirty: &mut Dirty<K, V>, garbage: &mut Garbage<K, V>) {
         dirty.misses += 1;
-        let promotes = dirty.misses >= dirty.promotion_threshold();
-        if promotes {
+        if dirty.misses >= dirty.promotion_threshold(0) {
             self.promote(dirty, garbage);
         }
-        promotes
     }
 
     /// Whether a locked lookup counts a miss under `rule`.
@@ -354,21 +351,21 @@ impl<K, V> RawMap<K, V> {
     {
         self.locked(|dirty, garbage| {
             let (snapshot, read_missed) = self.current_locked(pinned, garbage);
-            let located = dirty.locate(&snapshot, read_missed, hash, key);
-            // A dirty-only key the caller deletes counts as a tombstone before the miss, so
-            // that the promotion threshold leaves it out (it stays deleted, or leaves). If the
-            // miss promotes, the key is in the read table now, where its deletion leaves a
-            // tombstone that a later store refills without locking (Go's
-            // `LoadAndDeleteCollision` loop stops locking); if not, a remove takes it out.
-            let deleted = matches!(located, Located::Dirty(_)) && dirty_only != DirtyOnly::Keeps;
-            dirty.tombstones += usize::from(deleted);
-            let promoted =
-                Self::counts_miss(rule, &located, &snapshot) && self.miss(dirty, garbage);
-            if let (Located::Dirty(entry), DirtyOnly::TakesOut, false) =
-                (&located, dirty_only, promoted)
-            {
-                dirty.take_out(hash, entry);
-                dirty.tombstones -= 1;
+            // A remove takes a dirty-only key out in the lookup itself, unless the miss the
+            // lookup then counts would promote: the key then goes into the new read table,
+            // where its deletion leaves a tombstone that a later store refills without locking
+            // (otherwise Go's `LoadAndDeleteCollision` loop would lock on every iteration). A
+            // dirty-only key deleted in place counts as a tombstone before the miss, so that
+            // the promotion threshold leaves it out, as it leaves out one taken out.
+            let takes_out = dirty_only == DirtyOnly::TakesOut
+                && dirty.misses + 1 < dirty.promotion_threshold(1);
+            let located = dirty.locate(&snapshot, read_missed, hash, key, takes_out);
+            let deleted_in_place = matches!(located, Located::Dirty(_))
+                && dirty_only != DirtyOnly::Keeps
+                && !takes_out;
+            dirty.tombstones += usize::from(deleted_in_place);
+            if Self::counts_miss(rule, &located, &snapshot) {
+                self.miss(dirty, garbage);
             }
             let entry = match located {
                 Located::Read(entry) | Located::Dirty(entry) => Some(entry),
@@ -479,7 +476,7 @@ impl<K, V> RawMap<K, V> {
         let located = match &snapshot.filter {
             Some(filter) if read_missed && !filter.insert(hash) => Located::Absent,
             None if read_missed => Located::Absent,
-            _ => dirty.locate(&snapshot, read_missed, hash, key),
+            _ => dirty.locate(&snapshot, read_missed, hash, key, false),
         };
         let (key, value) = offered.take().expect("once");
         // A store into a dirty-only key counts a miss, for `Swap` as well as Go's

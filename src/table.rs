@@ -92,18 +92,22 @@ impl<K, V> Table<K, V> {
         });
     }
 
-    /// Removes the listing of `entry` (found by address, not by key: no user `Eq` runs),
-    /// handing over the share this table owned. Only on a table that owns them (a dirty map),
-    /// and only for an entry it lists.
-    pub(crate) fn take_out(&mut self, hash: u64, entry: &ListedEntry<K, V>) -> SharedEntry<K, V> {
+    /// Removes the entry of `key`, handing over the share this table owned. Only on a table
+    /// that owns them (a dirty map).
+    pub(crate) fn take_out<Q>(&mut self, hash: u64, key: &Q) -> Option<SharedEntry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         debug_assert!(self.owns.load(Relaxed));
-        let listed = match self.listed.find_entry(hash, |listed| listed.is(entry)) {
-            Ok(found) => found.remove().0,
-            Err(_) => unreachable!("the table lists the entry taken out"),
-        };
+        let found = self
+            .listed
+            .find_entry(hash, |entry| entry.key.borrow() == key)
+            .ok()?;
+        let (listed, _) = found.remove();
         // SAFETY: this table owns the listing's share, and the listing has left it: the share
         // goes to the caller alone.
-        unsafe { listed.into_shared() }
+        Some(unsafe { listed.into_shared() })
     }
 
     /// Removes every entry, dropping the shares this table owns, and keeps the allocation.
@@ -345,35 +349,31 @@ mod tests {
         assert_eq!(DROPPED.get(), 40);
     }
 
-    /// `take_out` removes exactly the listing of the entry given (another entry with the same
-    /// hash and key stays), and hands over the table's share: the entry lives on while the
-    /// caller's share does, and is freed once both are gone.
+    /// `take_out` removes the key's entry, leaves the others, and hands over the table's
+    /// share: the entry lives on while the caller's share does, and is freed once that goes.
     #[test]
-    fn take_out_hands_over_the_share_of_that_entry_only() {
+    fn take_out_hands_over_the_share_of_the_key_only() {
         let mut arena = crate::entry::EntryArena::new();
         let mut table = Table::with_capacity(4);
-        let hash = 7;
-        let first = SharedEntry::new(1u64, hash, 10u64, &mut arena);
-        let twin = SharedEntry::new(1u64, hash, 20u64, &mut arena);
-        let held = first.clone();
-        table.insert_absent(first);
-        table.insert_absent(twin);
+        let hash = 7; // both keys: the probe compares keys
+        table.insert_absent(SharedEntry::new(1u64, hash, 10u64, &mut arena));
+        table.insert_absent(SharedEntry::new(2u64, hash, 20u64, &mut arena));
         // SAFETY: called with entries that a live table lists or a share holds, whose values
         // nothing displaces meanwhile.
         let value_of = |entry: &ListedEntry<u64, u64>| entry.load().map(|v| unsafe { *v.as_ref() });
-        let taken = table.take_out(hash, &held);
-        assert!(taken.is(&held));
+        let taken = table.take_out(hash, &1).expect("listed");
+        assert_eq!((taken.key, value_of(&taken)), (1, Some(10)));
+        assert!(table.take_out(hash, &1).is_none(), "taken out once");
         assert_eq!(table.len(), 1);
-        let left = table.entry_of(hash, &1).expect("the twin stays");
+        let left = table.entry_of(hash, &2).expect("the other key stays");
         assert_eq!(value_of(left), Some(20));
-        drop(taken);
+        drop(table);
         assert_eq!(
-            value_of(&held),
+            value_of(&taken),
             Some(10),
             "the caller's share keeps the entry"
         );
-        drop(held);
-        drop(table);
+        drop(taken);
         drop(arena);
     }
 
