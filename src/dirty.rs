@@ -49,8 +49,8 @@ pub(crate) const TOMBSTONE_SHARE: usize = 8;
 /// Everything the map mutex guards.
 pub(crate) struct Dirty<K, V> {
     /// Every non-expunged entry of the read table plus the keys added since the last
-    /// promotion; `None` right after a promotion or a publishing clear (empty after a clear
-    /// in place).
+    /// promotion, less the dirty-only keys removed since (taken out, as in Go); `None` right
+    /// after a promotion or a publishing clear (empty after a clear in place).
     pub(crate) table: Option<Table<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
@@ -70,12 +70,14 @@ pub(crate) struct Dirty<K, V> {
     /// Hashes of the keys added to the dirty map since the current filter cycle began (the
     /// first new key after a promotion or clear) or the last clear in place: the keys a
     /// larger filter must hold. A key removed since keeps its hash here, as its bits stay in
-    /// the filter. Emptied when the cycle ends (`end_cycle`), keeping a small allocation: 8
-    /// bytes per dirty-only key while amended.
+    /// the filter, and a key removed and added again is listed again. Emptied when the cycle ends (`end_cycle`), keeping a small allocation: 8
+    /// bytes per key added while amended; each addition of a key that was removed in the
+    /// cycle follows a remove that counted a miss, so the list holds at most the cycle's new
+    /// keys plus its promotion threshold.
     pub(crate) new_key_hashes: Vec<u64>,
-    /// Keys recorded in the current miss filter: `new_key_hashes.len()` plus those a clear in
-    /// place emptied the list of (their bits stay). The filter is full when this reaches its
-    /// capacity.
+    /// Keys that set a bit of the current miss filter (a key whose bits were all set adds no
+    /// false positives), with those a clear in place emptied `new_key_hashes` of (their bits
+    /// stay). The filter is full when this reaches its capacity.
     pub(crate) filtered: usize,
     /// The entries the dirty rebuild removed as expunged, with the shares the dirty map took
     /// over from the read table: that table, which still lists them, owns nothing any more,
@@ -137,7 +139,9 @@ impl<K, V> Dirty<K, V> {
     /// caller already searched this very snapshot's table and did not find the key there
     /// (tables do not change once published), so only the dirty map is searched. `take_out`:
     /// a key only the dirty map holds is taken out of it (Go's `LoadAndDelete`), and its
-    /// share is the one the map owned; otherwise a new one.
+    /// share is the one the map owned; otherwise a new one. A key found in the dirty map whose
+    /// entry the read table lists after all (its `Eq` said otherwise when the caller searched
+    /// that table) is located in the read table, and never taken out.
     pub(crate) fn locate<Q>(
         &mut self,
         snapshot: &Snapshot<K, V>,
@@ -159,12 +163,13 @@ impl<K, V> Dirty<K, V> {
             return Located::Absent;
         };
         let found = if take_out {
-            table.take_out(hash, key)
+            table.take_out(hash, key, &snapshot.table)
         } else {
-            table.entry_of(hash, key).map(ListedEntry::share)
+            table.entry_of(hash, key).map(|entry| Ok(entry.share()))
         };
         match found {
-            Some(entry) => Located::Dirty(entry),
+            Some(Ok(entry)) => Located::Dirty(entry),
+            Some(Err(listed_in_read)) => Located::Read(listed_in_read),
             None => Located::Absent,
         }
     }

@@ -471,11 +471,15 @@ impl<K, V> RawMap<K, V> {
         // which `record_new_key_locked` put in the current miss filter first: a key the
         // filter never saw, as every new key is, skips the dirty map's probe. Its bits are
         // set here, by the same atomic that tells whether they were (DESIGN.md, "The miss
-        // filter"), so `recorded` says the key needs no recording if it is new.
-        let recorded = read_missed && snapshot.filter.is_some();
-        let located = match &snapshot.filter {
-            Some(filter) if read_missed && !filter.insert(hash) => Located::Absent,
-            None if read_missed => Located::Absent,
+        // filter"), so `set_bits` says the key needs no recording in the filter if it is new,
+        // and whether it set any bit.
+        let set_bits = match &snapshot.filter {
+            Some(filter) if read_missed => Some(!filter.insert(hash)),
+            _ => None,
+        };
+        let located = match (set_bits, &snapshot.filter) {
+            (Some(true), _) => Located::Absent,
+            (None, None) if read_missed => Located::Absent,
             _ => dirty.locate(&snapshot, read_missed, hash, key, false),
         };
         let (key, value) = offered.take().expect("once");
@@ -493,7 +497,7 @@ impl<K, V> RawMap<K, V> {
             }
             Located::Dirty(entry) => entry,
             Located::Absent => {
-                self.record_new_key_locked(dirty, garbage, &snapshot, hash, recorded);
+                self.record_new_key_locked(dirty, garbage, &snapshot, hash, set_bits);
                 let entry = SharedEntry::new(key, hash, value, &mut dirty.arena);
                 let node = entry.load().expect("a new entry holds its value");
                 let shown = SHOWS_NEW.then(|| entry.clone());
@@ -589,15 +593,23 @@ impl<K, V> RawMap<K, V> {
     /// amended with a fresh filter. When the filter holds as many keys as it was sized for, it
     /// publishes one four times larger, filled from the hashes of the keys added since the
     /// filter's cycle began (`Dirty::new_key_hashes`): O(new keys), where walking the dirty map
-    /// for its dirty-only keys was O(map). `recorded`: the caller set the key's bits in the
-    /// current filter already (`store_locked`).
+    /// for its dirty-only keys was O(map). `set_bits`: the caller set the key's bits in the
+    /// current filter already (`store_locked`), and whether any was clear before.
+    ///
+    /// A key counts toward the filter's fill only if it set a bit: a key whose bits were all
+    /// set (a key removed and inserted again in the same cycle, or one that collides) adds no
+    /// false positives. Its hash is listed all the same (a colliding key must be in the next
+    /// filter too), so the list may hold a hash more than once, within the bound
+    /// `Dirty::new_key_hashes` states; a regrowth sizes the new filter by the list, duplicates
+    /// included (dropping them by sorting the list cost a new key 38 instructions in the cost
+    /// model, 421.9 -> 460.4).
     fn record_new_key_locked(
         &self,
         dirty: &mut Dirty<K, V>,
         garbage: &mut Garbage<K, V>,
         snapshot: &Snapshot<K, V>,
         hash: u64,
-        recorded: bool,
+        set_bits: Option<bool>,
     ) {
         let filter = match &snapshot.filter {
             None => {
@@ -609,11 +621,9 @@ impl<K, V> RawMap<K, V> {
                 MissFilter::with_capacity(MIN_KEYS)
             }
             Some(filter) if dirty.filtered < filter.capacity() => {
-                if !recorded {
-                    filter.insert(hash);
-                }
+                let set_bits = set_bits.unwrap_or_else(|| !filter.insert(hash));
                 dirty.new_key_hashes.push(hash);
-                dirty.filtered += 1;
+                dirty.filtered += usize::from(set_bits);
                 return;
             }
             Some(_) => {

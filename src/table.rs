@@ -1,7 +1,7 @@
 //! The table both the read snapshot and the dirty map are made of: entries, found by their
 //! stored hash and key.
 
-use crate::entry::{ListedEntry, SharedEntry};
+use crate::entry::{Entry, ListedEntry, SharedEntry};
 use crate::sync::AtomicBool;
 use hashbrown::hash_table::Drain;
 use hashbrown::HashTable;
@@ -92,9 +92,19 @@ impl<K, V> Table<K, V> {
         });
     }
 
-    /// Removes the entry of `key`, handing over the share this table owned. Only on a table
-    /// that owns them (a dirty map).
-    pub(crate) fn take_out<Q>(&mut self, hash: u64, key: &Q) -> Option<SharedEntry<K, V>>
+    /// Removes the entry of `key` (`Ok`, with the share this table owned), unless `read`, the
+    /// current read table, lists that entry too (`Err`, with a new share): only a key whose
+    /// `Eq` answered differently when the caller searched `read` can be in both, and such an
+    /// entry's share is the one `read`'s readers rely on (the dirty map took it over), so it
+    /// must stay. `None` if the key is absent. Only on a table that owns its shares (a dirty
+    /// map).
+    #[inline(always)]
+    pub(crate) fn take_out<Q>(
+        &mut self,
+        hash: u64,
+        key: &Q,
+        read: &Table<K, V>,
+    ) -> Option<Result<SharedEntry<K, V>, SharedEntry<K, V>>>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -104,10 +114,23 @@ impl<K, V> Table<K, V> {
             .listed
             .find_entry(hash, |entry| entry.key.borrow() == key)
             .ok()?;
+        if read.lists(found.get()) {
+            return Some(Err(found.get().share()));
+        }
         let (listed, _) = found.remove();
         // SAFETY: this table owns the listing's share, and the listing has left it: the share
         // goes to the caller alone.
-        Some(unsafe { listed.into_shared() })
+        Some(Ok(unsafe { listed.into_shared() }))
+    }
+
+    /// Whether this table lists `entry` (found by its stored hash and its address: no user
+    /// code runs).
+    #[inline(always)]
+    fn lists(&self, entry: &ListedEntry<K, V>) -> bool {
+        let target: *const Entry<K, V> = &**entry;
+        self.listed
+            .find(entry.hash, |listed| ptr::eq(&**listed, target))
+            .is_some()
     }
 
     /// Removes every entry, dropping the shares this table owns, and keeps the allocation.
@@ -351,29 +374,42 @@ mod tests {
 
     /// `take_out` removes the key's entry, leaves the others, and hands over the table's
     /// share: the entry lives on while the caller's share does, and is freed once that goes.
+    /// An entry the read table lists too (by address, whatever the keys say) stays, and the
+    /// caller gets a new share of it.
     #[test]
-    fn take_out_hands_over_the_share_of_the_key_only() {
+    fn take_out_hands_over_the_share_of_the_key_only_and_never_one_the_read_table_lists() {
         let mut arena = crate::entry::EntryArena::new();
-        let mut table = Table::with_capacity(4);
-        let hash = 7; // both keys: the probe compares keys
-        table.insert_absent(SharedEntry::new(1u64, hash, 10u64, &mut arena));
-        table.insert_absent(SharedEntry::new(2u64, hash, 20u64, &mut arena));
+        let mut dirty = Table::with_capacity(4);
+        let hash = 7; // every key: the probe compares keys
+        dirty.insert_absent(SharedEntry::new(1u64, hash, 10u64, &mut arena));
+        dirty.insert_absent(SharedEntry::new(2u64, hash, 20u64, &mut arena));
+        let in_both = SharedEntry::new(3u64, hash, 30u64, &mut arena);
+        let mut read = Table::with_capacity(4);
+        read.insert_absent(in_both.clone());
+        dirty.insert_absent(in_both);
         // SAFETY: called with entries that a live table lists or a share holds, whose values
         // nothing displaces meanwhile.
         let value_of = |entry: &ListedEntry<u64, u64>| entry.load().map(|v| unsafe { *v.as_ref() });
-        let taken = table.take_out(hash, &1).expect("listed");
+        let Some(Ok(taken)) = dirty.take_out(hash, &1, &read) else {
+            panic!("key 1 is only in the dirty table");
+        };
         assert_eq!((taken.key, value_of(&taken)), (1, Some(10)));
-        assert!(table.take_out(hash, &1).is_none(), "taken out once");
-        assert_eq!(table.len(), 1);
-        let left = table.entry_of(hash, &2).expect("the other key stays");
+        assert!(dirty.take_out(hash, &1, &read).is_none(), "taken out once");
+        let Some(Err(shared)) = dirty.take_out(hash, &3, &read) else {
+            panic!("key 3 is listed by the read table too");
+        };
+        assert_eq!(value_of(&shared), Some(30));
+        assert_eq!(dirty.len(), 2, "keys 2 and 3 stay");
+        let left = dirty.entry_of(hash, &2).expect("the other key stays");
         assert_eq!(value_of(left), Some(20));
-        drop(table);
+        drop((dirty, read));
         assert_eq!(
             value_of(&taken),
             Some(10),
             "the caller's share keeps the entry"
         );
-        drop(taken);
+        assert_eq!(value_of(&shared), Some(30));
+        drop((taken, shared));
         drop(arena);
     }
 

@@ -483,6 +483,59 @@ fn remove_takes_a_dirty_only_key_out_vs_compare_and_swap() {
     );
 }
 
+/// A remove takes dirty-only key 1 out of the dirty map while an `update_or_insert_with` may
+/// hold its entry, found under the lock: the update either comes first (and the remove
+/// returns its value) or finds the entry deleted and inserts the key anew, as a new entry,
+/// which no remove took out.
+#[test]
+fn remove_takes_a_dirty_only_key_out_vs_update_or_insert() {
+    check(
+        "remove_takes_a_dirty_only_key_out_vs_update_or_insert",
+        4,
+        || {
+            let setup = |map: &Map<u32>| key_1_dirty_beside_three(map, 0);
+            update_or_insert_vs_remove(setup, assert_beside_three);
+        },
+    );
+}
+
+/// A remove takes dirty-only key 1 out of the dirty map while a compare-and-remove of it
+/// counts a tombstone there (it deletes after unlocking): exactly one of them deletes the
+/// value, and the tombstone count, now above the real number, only brings the promotion
+/// sooner: the key comes back, and misses still promote.
+#[test]
+fn remove_takes_a_dirty_only_key_out_vs_compare_and_remove() {
+    check(
+        "remove_takes_a_dirty_only_key_out_vs_compare_and_remove",
+        4,
+        || {
+            let map = Arc::new(new_map::<u32>());
+            key_1_dirty_beside_three(&map, 10);
+            let comparer = {
+                let map = map.clone();
+                thread::spawn(move || map.compare_and_remove(&1, &10))
+            };
+            let remover = {
+                let map = map.clone();
+                thread::spawn(move || remove(&map, 1))
+            };
+            let compared = comparer.join().unwrap();
+            let removed = remover.join().unwrap();
+            match (compared, removed) {
+                (true, None) | (false, Some(10)) => {}
+                outcome => panic!("not linearizable: (compared, removed) = {outcome:?}"),
+            }
+            assert_beside_three(&map, None);
+            assert_eq!(insert(&map, 1, 11), None);
+            for _ in 0..8 {
+                missed(&map, ABSENT);
+            }
+            assert!(!map.stats().amended);
+            assert_beside_three(&map, Some(11));
+        },
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. compare_and_swap races
 // ---------------------------------------------------------------------------------------
@@ -576,8 +629,10 @@ fn cas_vs_remove_snapshot_key() {
     });
 }
 
-/// CAS vs remove on a dirty-only key (the remove takes the entry out of the dirty map while
-/// the CAS may already hold it; either's miss may promote).
+/// CAS vs remove on a dirty-only key alone in the dirty map: either's miss promotes it (the
+/// remove's counts the key as leaving), so the remove deletes it from the new read table
+/// while the CAS may already hold it; `remove_takes_a_dirty_only_key_out_vs_compare_and_swap`
+/// covers the take-out.
 #[test]
 fn cas_vs_remove_dirty_key() {
     check("cas_vs_remove_dirty_key", 5, || {
@@ -628,7 +683,13 @@ fn update_vs_update_dirty_key() {
     });
 }
 
-fn update_or_insert_vs_remove(setup: fn(&Map<u32>)) {
+/// Races `update_or_insert_with(1, +10, 5)` with `remove(1)` on a map that `setup` made (key
+/// 1 holding 0): the update then the remove, or the remove then an insert. Then `contents`
+/// checks the map, given key 1's value.
+fn update_or_insert_vs_remove(
+    setup: impl Fn(&Map<u32>),
+    contents: impl Fn(&Map<u32>, Option<u32>),
+) {
     let map = Arc::new(new_map::<u32>());
     setup(&map);
     let counter = {
@@ -642,13 +703,17 @@ fn update_or_insert_vs_remove(setup: fn(&Map<u32>)) {
     let counted = counter.join().unwrap();
     let removed = remover.join().unwrap();
     let after = get(&map, 1);
-    // Update then remove, or remove then insert.
     match (counted, removed, after) {
         (10, Some(10), None) | (5, Some(0), Some(5)) => {}
         outcome => panic!("not linearizable: (counted, removed, after) = {outcome:?}"),
     }
+    contents(&map, after);
+}
+
+/// Key 1 holds `after` and no other key is present.
+fn key_1_alone(map: &Map<u32>, after: Option<u32>) {
     let expected: Vec<_> = after.map(|value| (1, value)).into_iter().collect();
-    assert_contents(&map, &expected);
+    assert_contents(map, &expected);
 }
 
 /// An update-or-insert races a remove of a snapshot key: if the remove wins, the update finds
@@ -656,16 +721,17 @@ fn update_or_insert_vs_remove(setup: fn(&Map<u32>)) {
 #[test]
 fn update_or_insert_vs_remove_snapshot_key() {
     check("update_or_insert_vs_remove_snapshot_key", 4, || {
-        update_or_insert_vs_remove(key_1_in_snapshot);
+        update_or_insert_vs_remove(key_1_in_snapshot, key_1_alone);
     });
 }
 
-/// The same on a dirty-only key: the remove takes the entry out of the dirty map while the
-/// update may hold it, found under the lock; an insert after that adds a new entry.
+/// The same on a dirty-only key alone in the dirty map: the first miss promotes it (the
+/// remove's counts the key as leaving), so the remove deletes it from the new read table
+/// while the update may hold it, found under the lock, and an insert after that refills it.
 #[test]
 fn update_or_insert_vs_remove_dirty_key() {
     check("update_or_insert_vs_remove_dirty_key", 4, || {
-        update_or_insert_vs_remove(key_1_only_dirty);
+        update_or_insert_vs_remove(key_1_only_dirty, key_1_alone);
     });
 }
 

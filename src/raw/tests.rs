@@ -1913,3 +1913,100 @@ fn a_clone_keeps_the_floor_of_misses() {
     let builder = DualMap::builder().min_promotion_misses(7);
     assert!(format!("{builder:?}").contains("min_promotion_misses: 7"));
 }
+
+/// A key whose `Eq` answers "not equal" while `LIES` is above zero (counting it down): a
+/// logic error in user code, which must not make the map unsound. Every key hashes alike, so
+/// every lookup of an absent key passes the miss filter and takes the lock.
+#[derive(Debug)]
+struct Lying(u32);
+
+thread_local!(static LIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
+impl PartialEq for Lying {
+    fn eq(&self, other: &Self) -> bool {
+        let lies = LIES.get();
+        if lies > 0 {
+            LIES.set(lies - 1);
+            return false;
+        }
+        self.0 == other.0
+    }
+}
+
+impl Eq for Lying {}
+
+impl Hash for Lying {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+/// A remove whose lock-free search of the read table is told "not equal" finds the key in the
+/// dirty map under the lock, where the rebuild copied it: the entry is listed by the read
+/// table too, and the dirty map owns the share that table's readers rely on, so it must not
+/// be taken out (that share would go with the removed value's `Ref`, and the read table
+/// would list a freed entry: Miri's use after free before the check). It is deleted in place,
+/// as a key of the read table is.
+#[test]
+fn a_remove_misled_by_eq_never_takes_out_an_entry_the_read_table_lists() {
+    let m: Map<Lying, u64> = map();
+    for k in 1..5 {
+        m.insert(Lying(k), (k * 10).into());
+    }
+    drop(m.iter()); // promotes: keys 1 to 4 in the read table
+    m.insert(Lying(5), 50); // the rebuild: the dirty map takes over the read table's shares
+    let before = m.stats();
+    assert_eq!((before.snapshot_len, before.dirty_len), (4, Some(5)));
+    // The lock-free search of the read table misses key 1; a remove's miss would not promote
+    // (threshold 4), so a dirty-only key would be taken out.
+    LIES.set(1);
+    assert_eq!(m.remove(&Lying(1)).as_deref(), Some(&10));
+    assert_eq!(LIES.get(), 0, "the lie was told");
+    let after = m.stats();
+    assert_eq!(
+        (after.dirty_len, after.misses),
+        (Some(5), 0),
+        "not taken out"
+    );
+    for k in 6..20 {
+        m.insert(Lying(k), k.into()); // new entries, perhaps in freed entries' memory
+    }
+    assert!(m.get(&Lying(1)).is_none());
+    assert_eq!(m.get(&Lying(2)).as_deref(), Some(&20));
+    let mut keys: Vec<u32> = m.iter().map(|(key, _)| key.0).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, (2..20).collect::<Vec<_>>());
+}
+
+/// A key removed and added again in one cycle (taken out of the dirty map each time, so each
+/// addition is a new key's) sets no new bit of the miss filter: it does not count toward the
+/// filter's fill, so the filter never regrows for it (before, 5,000 rounds grew it to 16,384
+/// keys through eight publications). Its hash is listed again each time, within the bound
+/// the list's documentation gives (each round's remove counts a miss).
+#[test]
+fn a_key_removed_and_added_again_does_not_grow_the_miss_filter() {
+    let m = map_with_floor();
+    let keys = if cfg!(miri) { 200 } else { 10_000 };
+    let rounds = keys / 2;
+    for k in 0..keys {
+        m.insert(k, k);
+    }
+    drop(m.iter()); // promotes
+    m.insert(keys, 0); // amends: a filter of the smallest size
+    let before = m.stats();
+    let capacity = m.pairs().at(0).filter_capacity();
+    for i in 0..rounds {
+        m.insert(keys + 1, i);
+        assert_eq!(m.remove(&(keys + 1)).as_deref(), Some(&i));
+    }
+    let after = m.stats();
+    assert_eq!(
+        after.promotions, before.promotions,
+        "misses below the threshold"
+    );
+    assert_eq!(m.pairs().at(0).filter_capacity(), capacity, "{after:?}");
+    let (listed, filtered) = {
+        let dirty = m.pairs().at(0).dirty.lock();
+        (dirty.new_key_hashes.len(), dirty.filtered)
+    };
+    assert_eq!((listed, filtered), (rounds as usize + 1, 2));
+    assert!(listed <= 1 + after.misses, "{after:?}");
+}
