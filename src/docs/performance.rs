@@ -5,7 +5,7 @@
 //! | `get`, `contains_key` | no lock, no shared write | mutex, counts a miss | no lock unless the miss filter has seen the key (then as a dirty key) |
 //! | `insert` | one CAS, plus retiring the old value (a push onto the thread's batch; one shared write per [`RETIRED_PER_BATCH`](crate::RETIRED_PER_BATCH) writes) | mutex | mutex; the first new key of a pair after its promotion rebuilds that pair's dirty map (O(n / pairs)) |
 //! | `get_or_insert` | one CAS or none | mutex, counts a miss | mutex |
-//! | `remove` | one CAS | mutex, counts a miss | as `get` |
+//! | `remove` | one CAS | mutex, counts a miss, takes the key out of the dirty map as Go does (its entry's memory serves the pair's next new key once nothing holds it: see [`reclamation`](crate::docs::reclamation)) | as `get` |
 //! | `compare_and_swap` | one CAS | mutex, counts a miss | as `get` |
 //! | `update` | one CAS per attempt (the closure runs again if the value changed) | mutex to find the entry, counts a miss; the CAS after unlocking | as `get` |
 //! | `update_or_insert_with` | as `update`; a deleted key: mutex | as `update` | as `get`, then as `get_or_insert` |
