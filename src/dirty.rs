@@ -49,32 +49,31 @@ pub(crate) const TOMBSTONE_SHARE: usize = 8;
 /// Everything the map mutex guards.
 pub(crate) struct Dirty<K, V> {
     /// Every non-expunged entry of the read table plus the keys added since the last
-    /// promotion, less the dirty-only keys removed since (taken out, as in Go); `None` right
+    /// promotion, less the dirty-only keys `remove` took out since (as Go does); `None` right
     /// after a promotion or a publishing clear (empty after a clear in place).
     pub(crate) table: Option<Table<K, V>>,
     /// Locked lookups since the last promotion.
     pub(crate) misses: usize,
     /// At least how many entries of the dirty map are tombstones of dirty-only keys: counted
-    /// whenever a remove or compare-and-remove locates a dirty-only key (it deletes after
-    /// unlocking, so it is counted whatever the slot holds at the lookup: a store may refill
-    /// the slot before the delete), and counted back when a store refills one under the lock.
-    /// Every such tombstone is made by a counted delete, and every refill that counts one
-    /// back makes one live again, so this is never below the real number (it is above it
-    /// when a delete finds nothing to delete). They are left out of the promotion threshold:
-    /// each cost a miss, so with them in, misses could never catch up with a dirty map whose
-    /// keys are inserted and removed (it would grow without bound).
+    /// whenever a compare-and-remove locates a dirty-only key, or a remove does that leaves it
+    /// in place because its miss promotes (either deletes after unlocking, so it is counted
+    /// whatever the slot holds at the lookup: a store may refill the slot before the delete),
+    /// and counted back when a store refills one under the lock. Every such tombstone is made
+    /// by a counted delete, and every refill that counts one back makes one live again, so
+    /// with keys whose `Eq` is consistent this is never below the real number (it is above it
+    /// when a delete finds nothing to delete, or a remove takes a counted tombstone out; a
+    /// key whose `Eq` lies can make a store count back a tombstone of the read table, which
+    /// only delays a promotion). They are left out of the promotion threshold: each cost a
+    /// miss, so with them in, misses could not catch up with a dirty map whose keys are
+    /// compare-and-removed and stored again.
     pub(crate) tombstones: usize,
     /// The fewest misses that promote, however small the dirty map
     /// ([`Builder::min_promotion_misses`](crate::Builder::min_promotion_misses)).
     pub(crate) min_promotion_misses: usize,
     /// Hashes of the keys added to the dirty map since the current filter cycle began (the
     /// first new key after a promotion or clear) or the last clear in place: the keys a
-    /// larger filter must hold. A key removed since keeps its hash here, as its bits stay in
-    /// the filter, and a key removed and added again is listed again. Emptied when the cycle ends (`end_cycle`), keeping a small allocation: 8
-    /// bytes per key added while amended; each addition of a key that was removed in the
-    /// cycle follows a remove that counted a miss, so the list holds at most the cycle's new
-    /// keys plus its promotion threshold.
-    pub(crate) new_key_hashes: Vec<u64>,
+    /// larger filter must hold.
+    pub(crate) new_key_hashes: NewKeyHashes,
     /// Keys that set a bit of the current miss filter (a key whose bits were all set adds no
     /// false positives), with those a clear in place emptied `new_key_hashes` of (their bits
     /// stay). The filter is full when this reaches its capacity.
@@ -89,6 +88,68 @@ pub(crate) struct Dirty<K, V> {
     pub(crate) rotations: u64,
     /// The memory of the pair's entries: a new key's entry is allocated under the lock.
     pub(crate) arena: EntryArena<K, V>,
+}
+
+/// The hashes of the keys added to a dirty map since its filter cycle began or the last clear
+/// in place (`Dirty::new_key_hashes`): a larger filter is filled from them, so regrowing it
+/// costs O(new keys), not O(map). A key removed since keeps its hash here, as its bits stay
+/// in the filter, and a key removed and added again is listed again: each time, its remove
+/// counted a miss, so the list holds at most the cycle's new keys plus its promotion
+/// threshold (8 bytes each). Its allocation is kept from one cycle to the next up to
+/// [`KEPT_HASHES`] hashes and freed above that.
+#[derive(Default)]
+pub(crate) struct NewKeyHashes {
+    hashes: Vec<u64>,
+    /// How many of `hashes` set a bit of the filter when listed: the distinct keys among
+    /// them, but for the rare key whose bits others had all set. A regrown filter is sized
+    /// for these, not for the duplicates (sorting the list to drop them at a regrowth cost a
+    /// new key 38 instructions in the cost model, 421.9 -> 460.4).
+    distinct: usize,
+}
+
+impl NewKeyHashes {
+    /// Lists a key's hash; `set_bits`: it set a bit of the current filter.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, hash: u64, set_bits: bool) {
+        self.hashes.push(hash);
+        self.distinct += usize::from(set_bits);
+    }
+
+    /// Every hash listed, duplicates included.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.hashes.iter().copied()
+    }
+
+    /// The keys a filter filled from this list must be sized for.
+    pub(crate) fn distinct(&self) -> usize {
+        self.distinct
+    }
+
+    /// How many hashes are listed, duplicates included.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Empties the list, keeping up to [`KEPT_HASHES`] hashes' worth of allocation.
+    pub(crate) fn clear(&mut self) {
+        if self.hashes.capacity() > KEPT_HASHES {
+            self.hashes = Vec::new();
+        } else {
+            self.hashes.clear();
+        }
+        self.distinct = 0;
+    }
+
+    /// The room allocated, in hashes.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.hashes.capacity()
+    }
 }
 
 /// Where a locked lookup found a key.
@@ -107,7 +168,7 @@ impl<K, V> Dirty<K, V> {
             misses: 0,
             tombstones: 0,
             min_promotion_misses,
-            new_key_hashes: Vec::new(),
+            new_key_hashes: NewKeyHashes::default(),
             filtered: 0,
             expunged: Vec::new(),
             promotions: 0,
@@ -139,9 +200,10 @@ impl<K, V> Dirty<K, V> {
     /// caller already searched this very snapshot's table and did not find the key there
     /// (tables do not change once published), so only the dirty map is searched. `take_out`:
     /// a key only the dirty map holds is taken out of it (Go's `LoadAndDelete`), and its
-    /// share is the one the map owned; otherwise a new one. A key found in the dirty map whose
-    /// entry the read table lists after all (its `Eq` said otherwise when the caller searched
-    /// that table) is located in the read table, and never taken out.
+    /// share is the one the map owned; otherwise a new one. When taking out, a key found in the
+    /// dirty map whose entry the read table lists after all (its `Eq` or `Hash` said
+    /// otherwise when that table was searched) is located in the read table instead, and
+    /// stays.
     pub(crate) fn locate<Q>(
         &mut self,
         snapshot: &Snapshot<K, V>,
@@ -188,14 +250,8 @@ impl<K, V> Dirty<K, V> {
     /// takes the table and the entries the rebuild expunged, as orphans for the epoch of the
     /// current snapshot (see [`Orphans`]; a promotion takes the table back out to publish
     /// it); empties the new keys' hashes, which only an amended snapshot's filter needs.
-    /// Their allocation is kept for the next cycle up to [`KEPT_HASHES`] hashes and freed
-    /// above that.
     pub(crate) fn end_cycle(&mut self) -> Orphans<K, V> {
-        if self.new_key_hashes.capacity() > KEPT_HASHES {
-            self.new_key_hashes = Vec::new();
-        } else {
-            self.new_key_hashes.clear();
-        }
+        self.new_key_hashes.clear();
         self.filtered = 0;
         self.tombstones = 0;
         Orphans {

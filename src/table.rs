@@ -94,9 +94,9 @@ impl<K, V> Table<K, V> {
 
     /// Removes the entry of `key` (`Ok`, with the share this table owned), unless `read`, the
     /// current read table, lists that entry too (`Err`, with a new share): only a key whose
-    /// `Eq` answered differently when the caller searched `read` can be in both, and such an
-    /// entry's share is the one `read`'s readers rely on (the dirty map took it over), so it
-    /// must stay. `None` if the key is absent. Only on a table that owns its shares (a dirty
+    /// `Eq` or `Hash` answered differently when `read` was searched can be in both, and such
+    /// an entry's share is the one `read`'s readers rely on (the dirty map took it over), so
+    /// it must stay. `read` is searched with the entry's own stored hash, by address. `None` if the key is absent. Only on a table that owns its shares (a dirty
     /// map).
     #[inline(always)]
     pub(crate) fn take_out<Q>(

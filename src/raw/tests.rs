@@ -1980,7 +1980,8 @@ fn a_remove_misled_by_eq_never_takes_out_an_entry_the_read_table_lists() {
 /// addition is a new key's) sets no new bit of the miss filter: it does not count toward the
 /// filter's fill, so the filter never regrows for it (before, 5,000 rounds grew it to 16,384
 /// keys through eight publications). Its hash is listed again each time, within the bound
-/// the list's documentation gives (each round's remove counts a miss).
+/// the list's documentation gives (each round's remove counts a miss), and a regrowth sizes
+/// the new filter for the distinct keys only.
 #[test]
 fn a_key_removed_and_added_again_does_not_grow_the_miss_filter() {
     let m = map_with_floor();
@@ -2009,4 +2010,11 @@ fn a_key_removed_and_added_again_does_not_grow_the_miss_filter() {
     };
     assert_eq!((listed, filtered), (rounds as usize + 1, 2));
     assert!(listed <= 1 + after.misses, "{after:?}");
+    // Enough distinct new keys to regrow the filter: it is sized for the keys that set bits,
+    // not for the duplicates (sized by the list, it went from 64 to 32,768 keys here).
+    for k in 0..capacity as u32 {
+        m.insert(2 * keys + k, k);
+    }
+    let regrown = m.pairs().at(0).filter_capacity();
+    assert!(regrown > capacity && regrown <= 8 * capacity, "{regrown}");
 }
