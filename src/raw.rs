@@ -478,9 +478,10 @@ impl<K, V> RawMap<K, V> {
             Some(filter) if read_missed => Some(!filter.insert(hash)),
             _ => None,
         };
-        let located = match (set_bits, &snapshot.filter) {
-            (Some(true), _) => Located::Absent,
-            (None, None) if read_missed => Located::Absent,
+        let located = match set_bits {
+            Some(true) => Located::Absent,
+            // No filter: the snapshot is not amended, so the dirty map holds no key it lacks.
+            None if read_missed => Located::Absent,
             _ => dirty.locate(&snapshot, read_missed, hash, key, false),
         };
         let (key, value) = offered.take().expect("once");
