@@ -215,7 +215,10 @@ impl<K, V, S> DualMap<K, V, S> {
     }
 
     /// A [`Reader`]: a read handle for one thread whose hits need no guard at all (see its
-    /// docs for what it pins between calls).
+    /// docs for what it pins between calls). Making one loads nothing: its first lookup of
+    /// each read/dirty pair takes that pair's current snapshot (the cost of a
+    /// [`get`](Self::get)'s guard, once). For a lookup or two, `get` is cheaper still: a
+    /// `Reader` is a boxed slot per pair, allocated and freed.
     ///
     /// ```
     /// let map = dualmap::DualMap::new();

@@ -39,6 +39,9 @@ const SUPERSEDED: u8 = 1;
 /// Set at creation when the table is large enough for a lookup to fetch its bucket's line
 /// early (`ProbeStart`); never changes.
 const PREFETCHES: u8 = 2;
+/// Set, with [`SUPERSEDED`], on the one [`Snapshot::placeholder`] of a map, which a
+/// [`Reader`](crate::Reader) keeps for a pair until it first reads a key of that pair.
+const PLACEHOLDER: u8 = 4;
 
 /// One load of a snapshot's flags.
 #[derive(Clone, Copy)]
@@ -64,6 +67,12 @@ impl Flags {
     fn prefetches(self) -> bool {
         self.0 & PREFETCHES != 0
     }
+
+    /// The snapshot is a map's [`placeholder`](Snapshot::placeholder), never published.
+    #[inline]
+    pub(crate) fn is_placeholder(self) -> bool {
+        self.0 & PLACEHOLDER != 0
+    }
 }
 
 impl<K, V> Snapshot<K, V> {
@@ -76,6 +85,18 @@ impl<K, V> Snapshot<K, V> {
             live: Arc::new(LiveKeys::default()),
             flags: SeqCstFlags::new(0),
             probe_start: ProbeStart::NONE,
+        }
+    }
+
+    /// What a [`Reader`](crate::Reader) keeps for a pair it has not read yet, so that
+    /// creating one loads no snapshot and pins nothing: an empty snapshot that is superseded
+    /// from the start (a lookup through it takes the pair's current snapshot first, on the
+    /// path of any superseded one) and marked [`PLACEHOLDER`] (a `Reader` owns no count of
+    /// it). One per map, never published, so no operation retires anything to its epoch.
+    pub(crate) fn placeholder() -> Self {
+        Self {
+            flags: SeqCstFlags::new(SUPERSEDED | PLACEHOLDER),
+            ..Self::initial(0)
         }
     }
 

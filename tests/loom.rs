@@ -1645,6 +1645,38 @@ fn reader_never_answers_from_a_snapshot_older_than_one_seen() {
     );
 }
 
+/// Two threads make their first `Reader`s of a map at once (the first makes the map's
+/// placeholder snapshot, which every `Reader` keeps for the pairs it has not read) while a
+/// third publishes (a new key, then a promotion). Each `Reader` must move from the
+/// placeholder to a current snapshot at its first lookup and see key 1, and key 2 once
+/// another thread has seen it.
+#[test]
+fn first_readers_vs_publication() {
+    check("first_readers_vs_publication", 3, || {
+        let map = Arc::new(new_map::<u32>());
+        map.insert(1, 1);
+        promote(&map);
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let map = map.clone();
+                thread::spawn(move || {
+                    let mut reader = map.reader();
+                    assert_eq!(reader.get(&1), Some(&1));
+                    let seen = get(&map, 2).is_some();
+                    if seen {
+                        assert_eq!(reader.get(&2), Some(&2), "answered from an older snapshot");
+                    }
+                })
+            })
+            .collect();
+        map.insert(2, 2);
+        promote(&map);
+        for reader in readers {
+            reader.join().unwrap();
+        }
+    });
+}
+
 /// A `Reader`'s lookup of a key only the dirty map holds races the promotion that moves the
 /// key into the read table. The reader searched its kept snapshot, then locks: the lock
 /// holder skips the read table only while that very snapshot is still current, so the key,

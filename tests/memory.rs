@@ -4,8 +4,8 @@
 //! # The bound
 //!
 //! Call a *pin* anything that holds a read snapshot: a `Ref`, an iterator or one of its items,
-//! a `Reader` between two calls (for each pair, the snapshot of its last lookup of a key of
-//! that pair or of its last `refresh`), and every map operation while it runs (including
+//! a `Reader` between two calls (for each pair it has read since it was made or last
+//! refreshed, the snapshot of its last lookup of a key of that pair), and every map operation while it runs (including
 //! time spent off the CPU or waiting for the mutex; the `Ref` an operation returns pins the
 //! snapshot its displaced value was retired to). Let `E_m` be the epoch of the oldest pinned
 //! snapshot. Each epoch keeps its successor alive and nothing keeps an older one, so the
@@ -422,8 +422,8 @@ fn holder(map: &Map<'_>, gate: &Gate, slots: &Slots, peaks: &Peaks, slot: usize)
 }
 
 /// A `Reader` that keeps reading. A lookup moves only its key's pair's snapshot (the `Reader`
-/// keeps one per pair), so the pin announced is the one of the last `refresh`, which moves
-/// them all: announced with the counter read before it, and renewed before the writers are
+/// keeps one per pair), so the pin announced is the one of the last `refresh`, which lets
+/// them all go (every snapshot read since is younger): announced with the counter read before it, and renewed before the writers are
 /// held up. (Announcing each lookup's count let the other pair's snapshot outlive its
 /// announcement: this test then failed about one release run in three, up to 1,149 values
 /// over the bound.)

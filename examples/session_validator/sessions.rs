@@ -505,9 +505,12 @@ impl<S: SessionStore> SessionService<S> {
         self.sessions.retain_sessions(&mut live) + self.revoked.retain_sessions(&mut live)
     }
 
-    /// Validates `token` at time `now_ms`.
+    /// Validates `token` at time `now_ms`, looking the session up with the map's own lookup
+    /// (dualmap's `get`): for a thread that validates now and then, such as the writer
+    /// checking its own logins. A validator thread keeps a handle instead
+    /// ([`validate_with`](Self::validate_with)).
     pub fn validate(&self, token: &str, now_ms: u64) -> Result<Accepted, Reject> {
-        self.validate_with(&mut self.sessions.lookup_handle(), token, now_ms)
+        self.validate_with(&mut &self.sessions, token, now_ms)
     }
 
     /// Validates `token` at time `now_ms`, looking the session up through this thread's
