@@ -33,13 +33,22 @@ use std::ptr::NonNull;
 /// until the `Reader` looks up a key of that pair again, calls [`refresh`](Self::refresh),
 /// or is dropped. A lookup moves only its own key's pair (see
 /// [`Builder::pairs`](crate::Builder::pairs)): a pair the `Reader` has not read since it
-/// was created or refreshed costs it nothing and pins nothing, but a pair it read keeps the
-/// snapshot of that read until its next lookup there. A `Reader` that sits idle in a
+/// was created or refreshed pins nothing (it costs a slot of a boxed slice), but a pair it
+/// read keeps the snapshot of that read until its next lookup there. A `Reader` that sits idle in a
 /// thread-local while other threads overwrite values holds that garbage: call `refresh`
 /// when a thread goes idle (or now and then, if it reads few keys), or drop the `Reader`.
 ///
 /// A `Reader` is `Send` (create it on one thread, use it on another) but not `Sync`: it is a
-/// one-thread handle; give each thread its own.
+/// one-thread handle; give each thread its own. It borrows the map, and the borrow checker
+/// keeps the map alive until the `Reader` is dropped:
+///
+/// ```compile_fail,E0597
+/// let mut reader;
+/// let map: dualmap::DualMap<u64, String> = dualmap::DualMap::new();
+/// reader = map.reader();
+/// reader.get(&1);
+/// // `map` is dropped here, before `reader`: an error, not a dangling `Reader`.
+/// ```
 ///
 /// ```
 /// use dualmap::DualMap;
@@ -63,7 +72,7 @@ pub struct Reader<'a, K, V, S = ahash::RandomState> {
     map: &'a DualMap<K, V, S>,
     /// The snapshot this reader keeps of each read/dirty pair, replaced once it is no longer
     /// current.
-    snapshots: Box<[Kept<K, V>]>,
+    snapshots: Box<[Kept<'a, K, V>]>,
     /// The map's pair mask, kept here so that a hit reads only this `Reader`.
     mask: usize,
     /// The last value found under the lock (a key only the dirty map held), kept so that the
@@ -163,7 +172,7 @@ impl<'a, K, V, S> Reader<'a, K, V, S> {
     /// checks of the two lookups of a hit were a tenth of its instructions (61 -> 75 with
     /// them, in the cost model).
     #[inline(always)]
-    fn kept(&self, pair: usize) -> &Kept<K, V> {
+    fn kept(&self, pair: usize) -> &Kept<'a, K, V> {
         debug_assert!(pair < self.snapshots.len());
         // SAFETY: every caller passes either `x & self.mask` (`pairs::index`), where
         // `self.mask` is the map's pair count minus one, taken in `new` together with one
@@ -286,30 +295,34 @@ impl<K, V, S> fmt::Debug for Reader<'_, K, V, S> {
 /// fields at that address, where through an `Arc` it first added the offset of the reference
 /// counts (cost model: `Reader::get` 68.1 -> 67.1 instructions). Owns one strong count,
 /// except when it is the map's placeholder ([`Snapshot::placeholder`], which its flags say:
-/// telling the two apart costs a hit nothing, as only a drop asks), which the map owns and
-/// outlives every `Reader` of it.
-struct Kept<K, V>(NonNull<Snapshot<K, V>>);
+/// telling the two apart costs a hit nothing, as only a drop asks), which it borrows for
+/// `'a`, the `Reader`'s borrow of the map. The `Drop` impl makes the borrow checker hold
+/// that borrow until every `Kept` is dropped: without it a `Reader` could be dropped after
+/// its map, and the drop read the freed placeholder's flags (a use after free under Miri,
+/// found by review; `Reader`'s `compile_fail` doctest).
+struct Kept<'a, K, V>(NonNull<Snapshot<K, V>>, PhantomData<&'a Snapshot<K, V>>);
 
-// SAFETY: a `Kept` is an `Arc<Snapshot>` in another form: sending or sharing it sends or
-// shares that `Arc`.
-unsafe impl<K, V> Send for Kept<K, V> where Arc<Snapshot<K, V>>: Send {}
+// SAFETY: a `Kept` is an `Arc<Snapshot>` in another form, or a shared reference to the
+// placeholder: sending or sharing it sends or shares that `Arc` or that reference, and
+// `Arc<Snapshot>: Send` (or `Sync`) requires `Snapshot: Send + Sync`, which is what sending
+// or sharing `&Snapshot` requires.
+unsafe impl<K, V> Send for Kept<'_, K, V> where Arc<Snapshot<K, V>>: Send {}
 // SAFETY: as above.
-unsafe impl<K, V> Sync for Kept<K, V> where Arc<Snapshot<K, V>>: Sync {}
+unsafe impl<K, V> Sync for Kept<'_, K, V> where Arc<Snapshot<K, V>>: Sync {}
 
-impl<K, V> From<Arc<Snapshot<K, V>>> for Kept<K, V> {
+impl<K, V> From<Arc<Snapshot<K, V>>> for Kept<'_, K, V> {
     fn from(snapshot: Arc<Snapshot<K, V>>) -> Self {
         let raw = Arc::into_raw(snapshot).cast_mut();
         // SAFETY: `Arc::into_raw` returns the address of the `Arc`'s value, never null.
-        Self(unsafe { NonNull::new_unchecked(raw) })
+        Self(unsafe { NonNull::new_unchecked(raw) }, PhantomData)
     }
 }
 
-impl<K, V> Kept<K, V> {
-    /// The map's placeholder, kept without a count: `placeholder` must be the one of the
-    /// map of the `Reader` that keeps it, which outlives the `Reader`.
-    fn placeholder(placeholder: &Snapshot<K, V>) -> Self {
+impl<'a, K, V> Kept<'a, K, V> {
+    /// The map's placeholder, kept without a count for as long as it is borrowed.
+    fn placeholder(placeholder: &'a Snapshot<K, V>) -> Self {
         debug_assert!(placeholder.flags().is_placeholder());
-        Self(NonNull::from(placeholder))
+        Self(NonNull::from(placeholder), PhantomData)
     }
 
     /// The snapshot's address, valid while this `Kept` lives.
@@ -335,17 +348,18 @@ impl<K, V> Kept<K, V> {
     }
 }
 
-impl<K, V> Deref for Kept<K, V> {
+impl<K, V> Deref for Kept<'_, K, V> {
     type Target = Snapshot<K, V>;
 
     fn deref(&self) -> &Snapshot<K, V> {
         // SAFETY: the strong count this `Kept` owns keeps the snapshot alive, or, for the
-        // placeholder, the map that owns it and outlives the `Reader` that holds this `Kept`.
+        // placeholder, the borrow for `'a`, which lasts until this `Kept` is dropped (its
+        // `Drop` impl makes the borrow checker hold it).
         unsafe { self.0.as_ref() }
     }
 }
 
-impl<K, V> Drop for Kept<K, V> {
+impl<K, V> Drop for Kept<'_, K, V> {
     fn drop(&mut self) {
         if self.flags().is_placeholder() {
             return;
@@ -492,6 +506,33 @@ mod tests {
             }
             assert_eq!(reader.get(&u64::MAX), None);
         }
+    }
+
+    /// `Reader`s made before a `clear` and first used after it answer from the snapshots
+    /// current at their first lookups, on this thread or on one they were sent to.
+    #[test]
+    fn a_first_lookup_sees_the_map_as_it_is_then() {
+        let map: DualMap<u64, u64> = DualMap::builder().pairs(2).build();
+        for key in 0..8 {
+            map.insert(key, key);
+            map.get(&key);
+        }
+        let mut here = map.reader();
+        let there = map.reader();
+        map.clear();
+        map.insert(3, 30);
+        let expected = |key| (key == 3).then_some(30);
+        for key in 0..8 {
+            assert_eq!(here.get(&key).copied(), expected(key));
+        }
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut there = there;
+                for key in 0..8 {
+                    assert_eq!(there.get(&key).copied(), expected(key));
+                }
+            });
+        });
     }
 
     #[test]
