@@ -11,6 +11,7 @@
 //! | `update_or_insert_with` | as `update`; a deleted key: mutex | as `update` | as `get`, then as `get_or_insert` |
 //! | `for_each`, `iter`, `retain` | no lock; `for_each` writes nothing per key, an `iter` item counts its pin up and down (about 20 against 54 instructions a key) | one lock per amended pair to promote it first | |
 //! | `len` | no lock; one counter per pair | | |
+//! | `reader()` | loads nothing: a boxed slot per pair, each loaded at the `Reader`'s first lookup of a key of that pair (a `get`'s guard, once); its hits then need no guard | | |
 //!
 //! "Mutex" is the key's read/dirty pair's: keys of different pairs never wait for each other.
 //!
