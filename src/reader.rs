@@ -70,8 +70,8 @@ use std::ptr::NonNull;
 /// ```
 pub struct Reader<'a, K, V, S = ahash::RandomState> {
     map: &'a DualMap<K, V, S>,
-    /// The snapshot this reader keeps of each read/dirty pair, replaced once it is no longer
-    /// current.
+    /// The snapshot this reader keeps of each read/dirty pair (the map's placeholder until
+    /// the pair's first lookup), replaced once it is no longer current.
     snapshots: Box<[Kept<'a, K, V>]>,
     /// The map's pair mask, kept here so that a hit reads only this `Reader`.
     mask: usize,
