@@ -13,7 +13,10 @@
 //! below another's invocation stamp, the first call really returned before the second began,
 //! so the stamps give the real-time order that linearizability must respect, and each call's
 //! linearization point lies between its two stamps. After the threads are joined every key is
-//! read once more, sequentially, so the final state is part of the history.
+//! read once more, sequentially, so the final state is part of the history. Each thread reads
+//! through one `Reader`, made before the start, whose first lookup of each pair takes that
+//! pair's snapshot during the run; some of its reads refresh it first (uncounted, before the
+//! invocation stamp), so that the read takes its snapshot inside the call.
 //!
 //! Values are unique per write (every insert and compare-and-swap writes a value never
 //! written before in that history), so a result names the write it observed and histories are
@@ -641,6 +644,9 @@ enum Planned {
     Get(Key),
     Contains(Key),
     ReaderGet(Key),
+    /// `Reader::refresh` before the invocation, then a `Reader::get` (which takes the key's
+    /// pair's snapshot in the call, from the map's placeholder).
+    ReaderRefreshGet(Key),
     Insert(Key, Val),
     GetOrInsert(Key, Val),
     GetOrInsertWith(Key, Val),
@@ -663,6 +669,7 @@ enum Kind {
     Get,
     Contains,
     ReaderGet,
+    ReaderRefreshGet,
     Insert,
     GetOrInsert,
     GetOrInsertWith,
@@ -706,6 +713,7 @@ impl Workload {
                 (Get, 10),
                 (Contains, 4),
                 (ReaderGet, 6),
+                (ReaderRefreshGet, 3),
                 (Insert, 12),
                 (GetOrInsert, 6),
                 (GetOrInsertWith, 4),
@@ -939,6 +947,7 @@ fn prepare<M: Subject>(
                 Kind::Get => Planned::Get(key),
                 Kind::Contains => Planned::Contains(key),
                 Kind::ReaderGet => Planned::ReaderGet(key),
+                Kind::ReaderRefreshGet => Planned::ReaderRefreshGet(key),
                 Kind::Insert => Planned::Insert(key, values.fresh()),
                 Kind::GetOrInsert => Planned::GetOrInsert(key, values.fresh()),
                 Kind::GetOrInsertWith => Planned::GetOrInsertWith(key, values.fresh()),
@@ -1028,6 +1037,10 @@ fn perform<M: Subject>(
         Planned::Get(k) => (k, KeyOp::Get),
         Planned::Contains(k) => (k, KeyOp::Contains),
         Planned::ReaderGet(k) => (k, KeyOp::ReaderGet),
+        Planned::ReaderRefreshGet(k) => {
+            reader.refresh();
+            (k, KeyOp::ReaderGet)
+        }
         Planned::Insert(k, v) => (k, KeyOp::Insert(v)),
         Planned::GetOrInsert(k, v) => (k, KeyOp::GetOrInsert(v)),
         Planned::GetOrInsertWith(k, v) => (k, KeyOp::GetOrInsertWith(v)),
