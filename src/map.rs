@@ -260,7 +260,9 @@ impl<K, V, S> DualMap<K, V, S> {
         self.pairs.len()
     }
 
-    /// True if no key is present; as exact as [`len`](Self::len).
+    /// True if no key is present; as exact as [`len`](Self::len), whose per-pair counts it
+    /// reads until it finds one that is not zero (so on a map that holds keys it usually
+    /// reads one).
     ///
     /// ```
     /// let map = dualmap::DualMap::new();
@@ -269,7 +271,7 @@ impl<K, V, S> DualMap<K, V, S> {
     /// assert!(!map.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.pairs.is_empty()
     }
 
     /// Removes every key (Go's `Clear`), one read/dirty pair after another: each pair is

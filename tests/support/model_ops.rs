@@ -567,6 +567,7 @@ pub fn apply(ctx: &impl Fail, op: Op, map: &Map, model: &mut Model, held: &mut H
         }
         Op::Len => {
             check_eq!(ctx, map.len(), model.len(), "len");
+            check_eq!(ctx, map.is_empty(), model.is_empty(), "is_empty");
         }
         Op::Hold(k) => {
             if held.len() >= 4 {
