@@ -21,7 +21,12 @@ use std::fmt;
 /// that holds a key allocates its entries from
 /// chunks of its own, 256 bytes at first (a map of 64 keys spread over 64 pairs holds about
 /// 14 KB more than an empty one): for many small maps, or maps that rarely get new keys, use
-/// one pair. Each pair also adds a few instructions to every operation (one
+/// one pair. Making and dropping a map costs about 3,300 instructions and seven allocations
+/// a pair (its snapshot, epoch, counters and retirement stripes; callgrind: 3,856 with one
+/// pair, 26,067 with 8 and 239,747 with 64, against 1,542 and 5,933 for a dashmap of 8 and
+/// 64 shards; timed on 2 cores, 4.2 µs with 8 pairs and 37 with 64), so a map made per
+/// request or per connection wants one pair too. Each pair also adds a few instructions to
+/// every operation (one
 /// shift, one mask and one load), and iteration visits every pair.
 ///
 /// ```
