@@ -20,10 +20,11 @@ use std::ptr::NonNull;
 /// pairs it has read (it takes a pair's current one at its first lookup of a key of that
 /// pair: creating a `Reader` loads nothing). Each lookup first checks, with one load of the
 /// key's pair's snapshot's own "superseded" flag (`SeqCst`, a plain load on x86-64), that
-/// the snapshot is still current (and takes the new one if not); a hit then costs one hash probe and one pointer
-/// load to the entry, which holds a key's first value (one more for a value written later),
-/// with no guard, no lock and no shared write at all. Keys the snapshot lacks while the dirty map holds extra keys take the
-/// map's lock, exactly as [`DualMap::get`] does.
+/// the snapshot is still current (and takes the new one if not); a hit then costs one hash
+/// probe and one pointer load to the entry, which holds a key's first value (one more for a
+/// value written later), with no guard, no lock and no shared write at all. Keys the
+/// snapshot lacks while the dirty map holds extra keys take the map's lock, exactly as
+/// [`DualMap::get`] does.
 ///
 /// Lookups take `&mut self` and return plain `&V`s that live until the next call: the borrow
 /// checker stops the snapshot from changing under them.
@@ -34,9 +35,10 @@ use std::ptr::NonNull;
 /// or is dropped. A lookup moves only its own key's pair (see
 /// [`Builder::pairs`](crate::Builder::pairs)): a pair the `Reader` has not read since it
 /// was created or refreshed pins nothing (it costs a slot of a boxed slice), but a pair it
-/// read keeps the snapshot of that read until its next lookup there. A `Reader` that sits idle in a
-/// thread-local while other threads overwrite values holds that garbage: call `refresh`
-/// when a thread goes idle (or now and then, if it reads few keys), or drop the `Reader`.
+/// read keeps the snapshot of that read until its next lookup there. A `Reader` that sits
+/// idle in a thread-local while other threads overwrite values holds that garbage: call
+/// `refresh` when a thread goes idle (or now and then, if it reads few keys), or drop the
+/// `Reader`.
 ///
 /// A `Reader` is `Send` (create it on one thread, use it on another) but not `Sync`: it is a
 /// one-thread handle; give each thread its own. It borrows the map, and the borrow checker
