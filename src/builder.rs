@@ -16,7 +16,7 @@ use std::fmt;
 /// [`DualMap::iter`]). The default is four pairs per available core, rounded up to a power of
 /// two, as dashmap sizes its shards.
 ///
-/// Each pair costs about 650 bytes up front (an empty map holds 5.3 KB with 8 pairs and 41 KB
+/// Each pair costs about 800 bytes up front (an empty map holds 6.5 KB with 8 pairs and 51 KB
 /// with 64, on 2 cores; each further core adds 64 bytes a pair, up to 8 cores), and each pair
 /// that holds a key allocates its entries from
 /// chunks of its own, 256 bytes at first (a map of 64 keys spread over 64 pairs holds about

@@ -19,19 +19,43 @@ use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
 use std::convert::Infallible;
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
+/// One read/dirty pair. Laid out in two blocks of whole cache-line pairs (128 bytes: x86's
+/// spatial prefetcher fetches lines in pairs), so that no line is shared between what
+/// lock-free operations read (the snapshot cell, the batches' address, `emptied`) and what
+/// every locked section writes (the mutex and the dirty map), nor with the next pair's, which
+/// sits right after it in the map's slice of pairs. `repr(C)` keeps the first block's fields
+/// together; dropping `dirty` last is fine, as `drop` empties the batches first.
+#[repr(C, align(128))]
 pub(crate) struct RawMap<K, V> {
     read: SnapshotCell<Snapshot<K, V>>,
-    dirty: Mutex<Dirty<K, V>>,
+    /// Displaced values not yet handed to an epoch; emptied into the last one by `drop`.
+    batches: Batches<K, V>,
     /// True from a clear in place until the pair's next new key: the pair holds no key, so
     /// `clear` returns without locking, as it does for a pair that is not amended. Written
     /// only under the mutex (or with `&mut self`).
     emptied: AtomicBool,
-    /// Displaced values not yet handed to an epoch; emptied into the last one by `drop`.
-    batches: Batches<K, V>,
+    dirty: OwnLines<Mutex<Dirty<K, V>>>,
+}
+
+/// A value that starts a cache-line pair of its own (see [`RawMap`]).
+#[repr(align(128))]
+struct OwnLines<T>(T);
+
+impl<T> Deref for OwnLines<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for OwnLines<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
 }
 
 /// What an operation holds while it works on an entry. It is dropped only once the
@@ -125,9 +149,9 @@ impl<K, V> RawMap<K, V> {
     pub(crate) fn new(capacity: usize, min_promotion_misses: usize) -> Self {
         Self {
             read: SnapshotCell::new(Arc::new(Snapshot::initial(capacity))),
-            dirty: Mutex::new(Dirty::new(min_promotion_misses)),
-            emptied: AtomicBool::new(false),
             batches: Batches::new(),
+            emptied: AtomicBool::new(false),
+            dirty: OwnLines(Mutex::new(Dirty::new(min_promotion_misses))),
         }
     }
 
