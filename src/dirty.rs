@@ -237,13 +237,14 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Adds an entry that is in neither map yet, or an entry of the read table that was just
-    /// unexpunged. The dirty map exists whenever this is called.
-    pub(crate) fn put(&mut self, entry: SharedEntry<K, V>) {
+    /// unexpunged. The dirty map exists whenever this is called. True if its table grew (see
+    /// `Table::insert_absent`).
+    pub(crate) fn put(&mut self, entry: SharedEntry<K, V>) -> bool {
         let table = self
             .table
             .as_mut()
             .expect("dirty map exists while amended or unexpunging");
-        table.insert_absent(entry);
+        table.insert_absent(entry)
     }
 
     /// Ends the dirty map's cycle (a promotion or a clear, which replaces the read table):
@@ -300,7 +301,8 @@ impl<K, V> Dirty<K, V> {
     /// those made after its rebuild), and a later rebuild expunges them once enough have
     /// gathered, so each pass frees at least a share of the entries it reads. A tombstone
     /// that a remove in flight made but has not counted yet is carried the same way.
-    pub(crate) fn rebuild_from(&mut self, read: &Table<K, V>, live: usize) {
+    /// Returns the dirty map's table.
+    pub(crate) fn rebuild_from(&mut self, read: &Table<K, V>, live: usize) -> &Table<K, V> {
         debug_assert!(
             self.table.is_none() && self.expunged.is_empty(),
             "a dirty map exists only while amended"
@@ -319,8 +321,8 @@ impl<K, V> Dirty<K, V> {
         if expunges {
             table.remove_into(|entry| entry.try_expunge_locked(), &mut self.expunged);
         }
-        self.table = Some(table);
         self.rebuilds += 1;
+        self.table.insert(table)
     }
 }
 

@@ -65,6 +65,13 @@ impl MissFilter {
         word.fetch_or(mask, SeqCst) & mask == mask
     }
 
+    /// Asks for the line of the word `hash`'s bits are in, ahead of an `insert`.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        let (word, _) = self.locate(hash);
+        crate::table::prefetch_line(std::ptr::from_ref(word).cast());
+    }
+
     /// False if a key with this hash was certainly never recorded.
     pub(crate) fn may_contain(&self, hash: u64) -> bool {
         let (word, mask) = self.locate(hash);

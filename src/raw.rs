@@ -14,7 +14,7 @@ use crate::live_keys::LiveKeys;
 use crate::reclaim::{Epoch, Orphans, Retiring};
 use crate::snapshot::{publish, Lookup, Publication, Snapshot};
 use crate::sync::{arc_of, Arc, AtomicBool, Mutex, SnapshotCell, SnapshotGuard};
-use crate::table::Table;
+use crate::table::{ProbeCell, Table};
 use crate::value_ref::Ref;
 use crate::Stats;
 use std::borrow::Borrow;
@@ -38,6 +38,9 @@ pub(crate) struct RawMap<K, V> {
     /// `clear` returns without locking, as it does for a pair that is not amended. Written
     /// only under the mutex (or with `&mut self`).
     emptied: AtomicBool,
+    /// Where the dirty map's probes start, for an operation to prefetch by before it locks
+    /// (`prefetch_dirty`).
+    dirty_probe: ProbeCell,
     dirty: OwnLines<Mutex<Dirty<K, V>>>,
 }
 
@@ -151,6 +154,7 @@ impl<K, V> RawMap<K, V> {
             read: SnapshotCell::new(Arc::new(Snapshot::initial(capacity))),
             batches: Batches::new(),
             emptied: AtomicBool::new(false),
+            dirty_probe: ProbeCell::new(),
             dirty: OwnLines(Mutex::new(Dirty::new(min_promotion_misses))),
         }
     }
@@ -374,6 +378,7 @@ impl<K, V> RawMap<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.prefetch_dirty(hash, None);
         self.locked(|dirty, garbage| {
             let (snapshot, read_missed) = self.current_locked(pinned, garbage);
             // A remove takes a dirty-only key out in the lookup itself, unless the miss the
@@ -485,6 +490,9 @@ impl<K, V> RawMap<K, V> {
     where
         K: Eq,
     {
+        if lacks_key {
+            self.prefetch_dirty(hash, pinned.filter.as_deref());
+        }
         // Key and value stay out here until the locked lookup (`Eq`) is done, so that if it
         // panics they are dropped after the mutex is released (as is `garbage`, the caller's).
         let mut offered = Some(offered);
@@ -604,6 +612,21 @@ impl<K, V> RawMap<K, V> {
         previous
     }
 
+    /// Asks, before the caller locks, for the lines its locked section reads first when the
+    /// read table lacks `hash`'s key: the dirty map's control group and bucket where the
+    /// probe starts, and `filter`'s word, which a new key sets. Their misses then overlap
+    /// with each other and with taking the lock, where under the lock they followed one
+    /// another. Only for a large dirty map: a small one, and its filter, stay cached.
+    #[inline(always)]
+    fn prefetch_dirty(&self, hash: u64, filter: Option<&MissFilter>) {
+        if let Some(start) = self.dirty_probe.get() {
+            start.prefetch_probe(hash);
+            if let Some(filter) = filter {
+                filter.prefetch(hash);
+            }
+        }
+    }
+
     /// Adds an entry to the dirty map (see `Dirty::put`), ending an empty spell begun by a
     /// clear in place before the key can be found. The flag is read `Relaxed`, since only
     /// lock holders write it, and written only when set, so a new key pays a plain load.
@@ -611,7 +634,10 @@ impl<K, V> RawMap<K, V> {
         if self.emptied.load(Relaxed) {
             self.emptied.store(false, SeqCst);
         }
-        dirty.put(entry);
+        if dirty.put(entry) {
+            self.dirty_probe
+                .set(dirty.table.as_ref().expect("just put into"));
+        }
     }
 
     /// Records a key about to enter the dirty map in the miss filter. At the first new key
@@ -641,7 +667,8 @@ impl<K, V> RawMap<K, V> {
                     dirty.new_key_hashes.is_empty(),
                     "freed when the cycle ended"
                 );
-                dirty.rebuild_from(&snapshot.table, snapshot.live.get());
+                let rebuilt = dirty.rebuild_from(&snapshot.table, snapshot.live.get());
+                self.dirty_probe.set(rebuilt);
                 MissFilter::with_capacity(MIN_KEYS)
             }
             Some(filter) if dirty.filtered < filter.capacity() => {
@@ -1090,6 +1117,15 @@ impl<K, V> RawMap<K, V> {
             self.rotate_locked(current, dirty, garbage);
         }
         self.emptied.store(true, SeqCst);
+    }
+
+    /// Whether operations prefetch the dirty map by its table's own probe start (none for a
+    /// small table); `None` when there is no dirty map (the cell then keeps a stale one).
+    #[cfg(test)]
+    pub(crate) fn prefetches_the_dirty_table(&self) -> Option<bool> {
+        let dirty = self.dirty.lock();
+        let table = dirty.table.as_ref()?;
+        Some(self.dirty_probe.get() == crate::table::ProbeStart::of(table))
     }
 
     /// Makes the current miss filter claim `hash`, as a false positive would: lets tests

@@ -14,6 +14,12 @@ pub(crate) use imp::*;
 pub(crate) use mutex::*;
 pub(crate) use try_lock::*;
 
+/// An atomic that loom does not model, for a value that orders nothing and guards no memory:
+/// the dirty map's [`ProbeCell`](crate::table::ProbeCell), which only steers prefetches (a
+/// stale or torn value fetches a useless line). Modelled, each of its loads would multiply
+/// the interleavings loom explores for every new key, with no race to find.
+pub(crate) type HintUsize = std::sync::atomic::AtomicUsize;
+
 /// The map mutex: `parking_lot`'s, which does not poison.
 #[cfg(not(any(dualmap_loom, miri)))]
 mod mutex {

@@ -2,7 +2,7 @@
 //! stored hash and key.
 
 use crate::entry::{Entry, ListedEntry, SharedEntry};
-use crate::sync::AtomicBool;
+use crate::sync::{AtomicBool, HintUsize};
 use hashbrown::hash_table::Drain;
 use hashbrown::HashTable;
 use std::borrow::Borrow;
@@ -47,11 +47,14 @@ impl<K, V> Table<K, V> {
     }
 
     /// Inserts an entry known to be absent, rehashing with the stored hashes; the table owns
-    /// the share from now on.
-    pub(crate) fn insert_absent(&mut self, entry: SharedEntry<K, V>) {
+    /// the share from now on. True if the table was full, so that the insert moved it into a
+    /// larger allocation (or rehashed it in place).
+    pub(crate) fn insert_absent(&mut self, entry: SharedEntry<K, V>) -> bool {
         debug_assert!(self.owns.load(Relaxed), "only tables that own gain entries");
+        let full = self.listed.len() == self.listed.capacity();
         self.listed
             .insert_unique(entry.hash, entry.into_listed(), |entry| entry.hash);
+        full
     }
 
     /// A copy of this table, bucket for bucket (no hashing, no probing, no entry read), which
@@ -236,12 +239,65 @@ impl ProbeStart {
     pub(crate) fn prefetch(&self, hash: u64) {
         prefetch_line(ptr::without_provenance::<i8>(self.first_bucket(hash)));
     }
+
+    /// Asks for the lines a probe for `hash` reads first, and an insert writes: the control
+    /// group where it starts (hashbrown's control bytes follow the bucket array) and that
+    /// bucket.
+    #[inline(always)]
+    pub(crate) fn prefetch_probe(&self, hash: u64) {
+        let control = self.lowest.wrapping_add((self.mask + 1) * BUCKET_BYTES);
+        prefetch_line(ptr::without_provenance::<i8>(
+            control.wrapping_add(hash as usize & self.mask),
+        ));
+        self.prefetch(hash);
+    }
+}
+
+/// The [`ProbeStart`] of the dirty map's table, which changes under the map mutex, for an
+/// operation to prefetch by before it takes the mutex (`RawMap::prefetch_dirty`): written
+/// under the mutex when the table is rebuilt or grows, read without it. A hint only: the two
+/// words may come from different tables, or from a table since freed (the dirty map a
+/// promotion handed over), and the address is then wrong; its prefetch fetches a useless line
+/// and nothing else, as nothing ever reads through it.
+pub(crate) struct ProbeCell {
+    lowest: HintUsize,
+    /// Zero when the table is small (no prefetch).
+    mask: HintUsize,
+}
+
+impl ProbeCell {
+    pub(crate) fn new() -> Self {
+        Self {
+            lowest: HintUsize::new(0),
+            mask: HintUsize::new(0),
+        }
+    }
+
+    /// Sets the probe start of `table` (none if it is small); under the mutex. Out of line:
+    /// it runs once per rebuild or growth of the dirty map (its search is bounded).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn set<K, V>(&self, table: &Table<K, V>) {
+        let start = ProbeStart::of(table).unwrap_or(ProbeStart::NONE);
+        self.lowest.store(start.lowest, Relaxed);
+        self.mask.store(start.mask, Relaxed);
+    }
+
+    /// The probe start last set, if that table was large.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> Option<ProbeStart> {
+        let mask = self.mask.load(Relaxed);
+        (mask != 0).then(|| ProbeStart {
+            lowest: self.lowest.load(Relaxed),
+            mask,
+        })
+    }
 }
 
 /// Asks the processor for the cache line at `address`, a hint: elsewhere (and under Miri)
 /// nothing.
 #[inline(always)]
-fn prefetch_line(address: *const i8) {
+pub(crate) fn prefetch_line(address: *const i8) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: a prefetch reads nothing the program sees and never faults, whatever the
     // address; SSE, which it needs, is part of every x86-64 processor.

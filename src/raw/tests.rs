@@ -2018,3 +2018,33 @@ fn a_key_removed_and_added_again_does_not_grow_the_miss_filter() {
     let regrown = m.pairs().at(0).filter_capacity();
     assert!(regrown > capacity && regrown <= 8 * capacity, "{regrown}");
 }
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "a prefetch hint, no unsafe code: the 8,192-bucket table it needs takes Miri minutes"
+)]
+fn locked_sections_prefetch_the_dirty_table_as_it_grows_and_is_rebuilt() {
+    let m: Map = one_pair().min_promotion_misses(1 << 30).build();
+    let pair = m.pairs().at(0);
+    assert_eq!(pair.prefetches_the_dirty_table(), None, "no dirty map yet");
+    // From 8,192 buckets (3,585 keys) the table is large enough to prefetch; it doubles
+    // twice more.
+    let keys = 30_000;
+    for key in 0..keys {
+        m.insert(key, key);
+        if key % 1_000 == 0 || key == keys - 1 {
+            assert_eq!(
+                pair.prefetches_the_dirty_table(),
+                Some(true),
+                "after key {key}"
+            );
+        }
+    }
+    // Iteration promotes the keys; the next new key rebuilds the dirty map from them.
+    assert_eq!(m.iter().count(), keys as usize);
+    assert_eq!(pair.prefetches_the_dirty_table(), None, "promoted");
+    m.insert(keys, 0);
+    assert_eq!(pair.prefetches_the_dirty_table(), Some(true), "rebuilt");
+    assert_eq!(m.len(), keys as usize + 1);
+}
