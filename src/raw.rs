@@ -25,10 +25,11 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 /// One read/dirty pair. Laid out in two blocks of whole cache-line pairs (128 bytes: x86's
 /// spatial prefetcher fetches lines in pairs), so that no line is shared between what
-/// lock-free operations read (the snapshot cell, the batches' address, `emptied`) and what
-/// every locked section writes (the mutex and the dirty map), nor with the next pair's, which
-/// sits right after it in the map's slice of pairs. `repr(C)` keeps the first block's fields
-/// together; dropping `dirty` last is fine, as `drop` empties the batches first.
+/// lock-free operations read (the snapshot cell, the batches' address, `emptied`, the dirty
+/// map's probe start: written only by a clear, a rebuild or a growth) and what every locked
+/// section writes (the mutex and the dirty map), nor with the next pair's, which sits right
+/// after it in the map's slice of pairs. `repr(C)` keeps the first block's fields together;
+/// dropping `dirty` last is fine, as `drop` empties the batches first.
 #[repr(C, align(128))]
 pub(crate) struct RawMap<K, V> {
     read: SnapshotCell<Snapshot<K, V>>,
