@@ -237,14 +237,15 @@ impl<K, V> Dirty<K, V> {
     }
 
     /// Adds an entry that is in neither map yet, or an entry of the read table that was just
-    /// unexpunged. The dirty map exists whenever this is called. True if its table grew (see
-    /// `Table::insert_absent`).
-    pub(crate) fn put(&mut self, entry: SharedEntry<K, V>) -> bool {
+    /// unexpunged. The dirty map exists whenever this is called. Returns its table if the
+    /// insert grew it (see `Table::insert_absent`).
+    pub(crate) fn put(&mut self, entry: SharedEntry<K, V>) -> Option<&Table<K, V>> {
         let table = self
             .table
             .as_mut()
             .expect("dirty map exists while amended or unexpunging");
-        table.insert_absent(entry)
+        let grew = table.insert_absent(entry);
+        grew.then_some(table)
     }
 
     /// Ends the dirty map's cycle (a promotion or a clear, which replaces the read table):

@@ -635,9 +635,8 @@ impl<K, V> RawMap<K, V> {
         if self.emptied.load(Relaxed) {
             self.emptied.store(false, SeqCst);
         }
-        if dirty.put(entry) {
-            self.dirty_probe
-                .set(dirty.table.as_ref().expect("just put into"));
+        if let Some(grown) = dirty.put(entry) {
+            self.dirty_probe.set(grown);
         }
     }
 
