@@ -78,55 +78,74 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Runs the latency mix on `map` (which holds exactly `0..keys.size`): an untimed warm-up
-/// phase of `warm_up`, then `repeats` timed phases of `duration` with `threads` threads.
-pub fn measure<M: BenchMap>(
-    map: &M,
-    keys: &KeyStreams,
+/// One repetition's histogram of every operation of every worker.
+type Repetition = Histogram<u64>;
+
+/// Repetitions of the latency mix with `threads` threads on `map`, which the returned
+/// function owns: `(duration, number)` runs one.
+fn repetitions_on<'a, M: BenchMap + 'a>(
+    map: M,
+    keys: &'a KeyStreams,
     threads: usize,
-    warm_up: Duration,
-    duration: Duration,
-    repeats: usize,
-) -> Latency {
-    if !warm_up.is_zero() {
-        workloads::mix_phase(map, MIX, keys, threads, warm_up, 1, || ());
-    }
-    let mut per_percentile: [Vec<f64>; 4] = Default::default();
-    let (mut max, mut ops) = (0u64, 0u64);
-    for number in 0..repeats.max(1) as u64 {
+) -> Box<dyn FnMut(Duration, u64) -> Repetition + 'a> {
+    Box::new(move |duration, number| {
         let (_, timers) =
-            workloads::mix_phase(map, MIX, keys, threads, duration, 2 + number, OpTimer::new);
+            workloads::mix_phase(&map, MIX, keys, threads, duration, number, OpTimer::new);
         let mut merged = timers[0].histogram.clone();
         for timer in &timers[1..] {
             merged.add(&timer.histogram).expect("same bounds");
         }
-        for (values, (_, percentile)) in per_percentile.iter_mut().zip(PERCENTILES) {
-            values.push(merged.value_at_percentile(percentile) as f64);
+        merged
+    })
+}
+
+impl Latency {
+    /// Each percentile's median over the repetitions, and the slowest operation of any.
+    fn of(repetitions: &[Repetition]) -> Self {
+        let mut per_percentile: [Vec<f64>; 4] = Default::default();
+        for repetition in repetitions {
+            for (values, (_, percentile)) in per_percentile.iter_mut().zip(PERCENTILES) {
+                values.push(repetition.value_at_percentile(percentile) as f64);
+            }
         }
-        max = max.max(merged.max());
-        ops += merged.len();
-    }
-    Latency {
-        percentiles: per_percentile.map(|mut values| median(&mut values)),
-        max: max as f64,
-        ops,
+        Latency {
+            percentiles: per_percentile.map(|mut values| median(&mut values)),
+            max: repetitions.iter().map(Histogram::max).max().unwrap_or(0) as f64,
+            ops: repetitions.iter().map(Histogram::len).sum(),
+        }
     }
 }
 
-/// [`measure`] for the map `kind`, on a fresh map of `size` prefilled keys (uniform keys).
-pub fn measure_kind(
-    kind: MapKind,
+/// Measures the latency mix on a fresh map of each of `kinds`, all prefilled with `size`
+/// keys (uniform keys) and alive together: an untimed warm-up phase of `warm_up` on each,
+/// then `repeats` timed repetitions of `duration` with `threads` threads each, the maps
+/// [`in_turn`](workloads::in_turn). Returns each map's latency, in the order of `kinds`.
+pub fn measure_side_by_side(
+    kinds: &[MapKind],
     size: u64,
     threads: usize,
     warm_up: Duration,
     duration: Duration,
     repeats: usize,
-) -> Latency {
+) -> Vec<Latency> {
     let keys = KeyStreams::new(size, Dist::Uniform, threads);
-    workloads::with_map_type!(kind, M => {
-        let map = workloads::prefilled::<M>(size);
-        measure(&map, &keys, threads, warm_up, duration, repeats)
+    let mut runners: Vec<_> = kinds
+        .iter()
+        .map(|&kind| {
+            workloads::with_map_type!(kind, M => repetitions_on(workloads::prefilled::<M>(size), &keys, threads))
+        })
+        .collect();
+    if !warm_up.is_zero() {
+        for repetition in &mut runners {
+            repetition(warm_up, 1);
+        }
+    }
+    workloads::in_turn(runners.len(), repeats.max(1), |contender, round| {
+        runners[contender](duration, 2 + round as u64)
     })
+    .iter()
+    .map(|repetitions| Latency::of(repetitions))
+    .collect()
 }
 
 #[cfg(test)]
@@ -135,17 +154,21 @@ mod tests {
 
     #[test]
     fn every_operation_is_timed() {
-        let latency = measure_kind(
-            MapKind::DualMap,
+        let kinds = [MapKind::DualMap, MapKind::DualMapReader, MapKind::DashMap];
+        let latencies = measure_side_by_side(
+            &kinds,
             1_000,
             2,
-            Duration::ZERO,
+            Duration::from_millis(1),
             Duration::from_millis(5),
             3,
         );
-        assert!(latency.ops > 0);
-        let [p50, p99, p999, p9999] = latency.percentiles;
-        assert!(p50 >= 1.0 && p50 <= p99 && p99 <= p999 && p999 <= p9999);
-        assert!(p9999 <= latency.max);
+        assert_eq!(latencies.len(), kinds.len());
+        for latency in latencies {
+            assert!(latency.ops > 0);
+            let [p50, p99, p999, p9999] = latency.percentiles;
+            assert!(p50 >= 1.0 && p50 <= p99 && p99 <= p999 && p999 <= p9999);
+            assert!(p9999 <= latency.max);
+        }
     }
 }

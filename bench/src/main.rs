@@ -28,7 +28,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use workloads::{Dist, GoWorkload, KeyStreams, MapKind, Mix, Throughput, WriteLoad};
+use workloads::{Dist, GoWorkload, KeyStreams, MapKind, Mix, Phase, Throughput, WriteLoad};
 
 /// Benchmarks dualmap against other concurrent maps: Go's sync.Map workloads, mixed
 /// workloads, write workloads, latency, memory, a cost model and write scaling, in one run.
@@ -122,7 +122,9 @@ struct Args {
     write_ms: Option<u64>,
 
     /// Measurements per configuration; the median is reported (robust to a run that another
-    /// process interrupted) [default: 3; --quick: 1].
+    /// process interrupted). The maps compared in a configuration take turns, one measurement
+    /// each per round, so that a spell of the machine running slower slows them alike
+    /// [default: 3; --quick: 1].
     #[arg(long)]
     repeats: Option<usize>,
 
@@ -419,111 +421,84 @@ fn plan(args: &Args) -> Plan {
     }
 }
 
-/// Measures one Go workload as Go's testing package does: runs with a growing op count `N`
-/// (a fresh map each time) until one run lasts at least the target time; then runs that `N`
-/// until there are `repeats` such runs and reports the median.
+/// Measures one Go workload on each of `kinds`, as Go's testing package does: for each map,
+/// runs with a growing op count `N` (a fresh map each time) until one run lasts at least the
+/// target time; then runs each map's `N` until every map has `repeats` such runs, the maps
+/// [`workloads::in_turn`], and reports each map's median.
 fn measure_go(
-    kind: MapKind,
+    kinds: &[MapKind],
     workload: GoWorkload,
     threads: usize,
     target: Duration,
     repeats: usize,
-) -> GoRow {
+) -> Vec<GoRow> {
+    let calibrated: Vec<(u64, Duration)> = kinds
+        .iter()
+        .map(|&kind| calibrate_go(kind, workload, threads, target))
+        .collect();
+    let more = workloads::in_turn(kinds.len(), repeats.saturating_sub(1), |contender, _| {
+        workloads::run_go(kinds[contender], workload, threads, calibrated[contender].0)
+    });
+    kinds
+        .iter()
+        .zip(calibrated)
+        .zip(more)
+        .map(|((&kind, (ops, first)), mut walls)| {
+            walls.push(first);
+            walls.sort_unstable();
+            GoRow {
+                workload,
+                map: kind,
+                threads,
+                ops,
+                wall: walls[walls.len() / 2],
+            }
+        })
+        .collect()
+}
+
+/// Go's calibration of `N` for one map: the op count of the first run that lasted `target`,
+/// and that run's time.
+fn calibrate_go(
+    kind: MapKind,
+    workload: GoWorkload,
+    threads: usize,
+    target: Duration,
+) -> (u64, Duration) {
     let mut ops = threads as u64 * 16;
-    let first = loop {
+    loop {
         let wall = workloads::run_go(kind, workload, threads, ops);
         if wall >= target || ops >= 2_000_000_000 {
-            break wall;
+            return (ops, wall);
         }
         let per_op = wall.as_secs_f64().max(1e-9) / ops as f64;
         let predicted = (target.as_secs_f64() * 1.2 / per_op) as u64;
         ops = predicted.clamp(ops + 1, ops.saturating_mul(100));
-    };
-    let mut walls = vec![first];
-    walls.extend((1..repeats).map(|_| workloads::run_go(kind, workload, threads, ops)));
-    walls.sort_unstable();
-    GoRow {
-        workload,
-        map: kind,
-        threads,
-        ops,
-        wall: walls[walls.len() / 2],
     }
 }
 
 fn run_go_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
     for &threads in &plan.go_threads {
         for &workload in &plan.go_workloads {
-            for &kind in &plan.maps {
-                if !workload.runs_on(kind) {
-                    continue;
-                }
-                bar.set_message(format!(
-                    "go {} {} {}t",
-                    workload.name(),
-                    kind.name(),
-                    threads
-                ));
-                results.go.push(measure_go(
-                    kind,
-                    workload,
-                    threads,
-                    plan.go_time,
-                    plan.repeats,
-                ));
-                bar.inc(1);
+            let kinds: Vec<MapKind> = plan
+                .maps
+                .iter()
+                .copied()
+                .filter(|&kind| workload.runs_on(kind))
+                .collect();
+            if kinds.is_empty() {
+                continue;
             }
+            bar.set_message(format!("go {} {threads}t", workload.name()));
+            let rows = measure_go(&kinds, workload, threads, plan.go_time, plan.repeats);
+            bar.inc(rows.len() as u64);
+            results.go.extend(rows);
         }
     }
 }
 
-fn mixes_on<M: workloads::BenchMap>(
-    kind: MapKind,
-    plan: &Plan,
-    size: u64,
-    streams: &[KeyStreams],
-    bar: &ProgressBar,
-    rows: &mut Vec<MixRow>,
-) {
-    bar.set_message(format!("prefilling {} with {size} keys", kind.name()));
-    let map = workloads::prefilled::<M>(size);
-    for &mix in &plan.mix_list {
-        if !M::WRITES && !mix.read_only() {
-            continue;
-        }
-        for keys in streams {
-            for &threads in &plan.mix_threads {
-                bar.set_message(format!(
-                    "{} {} {} n={size} {threads}t",
-                    mix.name(),
-                    keys.dist.name(),
-                    kind.name()
-                ));
-                let outcome = workloads::run_mix(
-                    &map,
-                    mix,
-                    keys,
-                    threads,
-                    plan.mix_time / 2,
-                    plan.mix_time,
-                    plan.repeats,
-                );
-                rows.push(MixRow {
-                    mix,
-                    dist: keys.dist,
-                    size,
-                    map: kind,
-                    threads,
-                    throughput: outcome,
-                });
-                bar.inc(1);
-            }
-        }
-    }
-    bar.set_message(format!("dropping {} with {size} keys", kind.name()));
-    drop(map);
-}
-
+/// The mixes at one map size: every map prefilled at once, each configuration's phases run
+/// map by map in turn ([`workloads::interleaved_medians`]).
 fn run_mix_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
     let max_threads = plan.max_threads();
     for &size in &plan.sizes {
@@ -533,9 +508,51 @@ fn run_mix_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
             .iter()
             .map(|&dist| KeyStreams::new(size, dist, max_threads))
             .collect();
-        for &kind in &plan.maps {
-            workloads::with_map_type!(kind, M => mixes_on::<M>(kind, plan, size, &streams, bar, &mut results.mixes));
+        let targets: Vec<(MapKind, workloads::MixTarget)> = plan
+            .maps
+            .iter()
+            .map(|&kind| {
+                bar.set_message(format!("prefilling {} with {size} keys", kind.name()));
+                (kind, workloads::MixTarget::prefilled(kind, size))
+            })
+            .collect();
+        for &mix in &plan.mix_list {
+            for keys in &streams {
+                for &threads in &plan.mix_threads {
+                    bar.set_message(format!(
+                        "{} {} n={size} {threads}t",
+                        mix.name(),
+                        keys.dist.name()
+                    ));
+                    let runs: Vec<&(MapKind, workloads::MixTarget)> = targets
+                        .iter()
+                        .filter(|(_, target)| target.writes || mix.read_only())
+                        .collect();
+                    let mut phases: Vec<Phase<'_>> = runs
+                        .iter()
+                        .map(|(_, target)| -> Phase<'_> {
+                            Box::new(move |duration, number| {
+                                target.phase(mix, keys, threads, duration, number)
+                            })
+                        })
+                        .collect();
+                    let medians = plan.phase_medians(&mut phases);
+                    for ((kind, _), throughput) in runs.iter().copied().zip(medians) {
+                        results.mixes.push(MixRow {
+                            mix,
+                            dist: keys.dist,
+                            size,
+                            map: *kind,
+                            threads,
+                            throughput,
+                        });
+                        bar.inc(1);
+                    }
+                }
+            }
         }
+        bar.set_message(format!("dropping the maps with {size} keys"));
+        drop(targets);
     }
 }
 
@@ -568,6 +585,13 @@ impl Plan {
         self.maps.iter().copied().filter(|kind| kind.writes())
     }
 
+    /// The medians of the phases of the maps of one mix or write-workload configuration,
+    /// measured side by side: a warm-up of half a phase each, then `repeats` phases of
+    /// `mix_time` each, the maps in turn.
+    fn phase_medians(&self, phases: &mut [Phase<'_>]) -> Vec<Throughput> {
+        workloads::interleaved_medians(phases, self.mix_time / 2, self.mix_time, self.repeats)
+    }
+
     /// The largest thread count of the list: the latency part runs it, and the write-path
     /// targets are judged on it.
     pub fn max_threads(&self) -> usize {
@@ -575,20 +599,19 @@ impl Plan {
     }
 }
 
+/// The write workloads: for each workload and thread count, every writing map's phases in
+/// turn ([`workloads::interleaved_medians`]).
 fn run_write_loads(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
+    let kinds: Vec<MapKind> = plan.writing_maps().collect();
     for &load in &plan.write_loads {
-        for kind in plan.writing_maps() {
-            for &threads in &plan.mix_threads {
-                bar.set_message(format!("{} {} {threads}t", load.name(), kind.name()));
-                let throughput = workloads::run_write_load_kind(
-                    kind,
-                    load,
-                    plan.write_keys,
-                    threads,
-                    plan.mix_time / 2,
-                    plan.mix_time,
-                    plan.repeats,
-                );
+        for &threads in &plan.mix_threads {
+            bar.set_message(format!("{} {threads}t", load.name()));
+            let mut phases: Vec<Phase<'static>> = kinds
+                .iter()
+                .map(|&kind| workloads::write_load_phase_kind(kind, load, plan.write_keys, threads))
+                .collect();
+            let medians = plan.phase_medians(&mut phases);
+            for (&kind, throughput) in kinds.iter().zip(medians) {
                 results.write_loads.push(WriteLoadRow {
                     load,
                     map: kind,
@@ -602,21 +625,21 @@ fn run_write_loads(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
 }
 
 fn run_latency_part(plan: &Plan, bar: &ProgressBar, results: &mut Results) {
-    for kind in plan.latency_maps() {
-        bar.set_message(format!(
-            "latency {} n={} {}t",
-            kind.name(),
-            plan.latency_keys,
-            plan.max_threads()
-        ));
-        let latency = latency::measure_kind(
-            kind,
-            plan.latency_keys,
-            plan.max_threads(),
-            plan.latency_time / 2,
-            plan.latency_time,
-            plan.repeats,
-        );
+    let kinds: Vec<MapKind> = plan.latency_maps().collect();
+    bar.set_message(format!(
+        "latency n={} {}t",
+        plan.latency_keys,
+        plan.max_threads()
+    ));
+    let latencies = latency::measure_side_by_side(
+        &kinds,
+        plan.latency_keys,
+        plan.max_threads(),
+        plan.latency_time / 2,
+        plan.latency_time,
+        plan.repeats,
+    );
+    for (&kind, latency) in kinds.iter().zip(latencies) {
         results.latency.push(LatencyRow { map: kind, latency });
         bar.inc(1);
     }

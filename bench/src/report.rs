@@ -1306,9 +1306,10 @@ impl<'a> Generated<'a> {
         let _ = writeln!(out, "| command | `{}` |", info.command);
         let _ = writeln!(
             out,
-            "| time | {:.0} s of benchmarking; every number is the median of {} measurements: Go \
-             workloads calibrated to {} ms a run, mixes and write workloads {} ms a phase after a \
-             {} ms warm-up, latency {} ms a repetition, write scaling {} ms a run |",
+            "| time | {:.0} s of benchmarking; every number is the median of {} measurements, the \
+             maps of a comparison measured in turn: Go workloads calibrated to {} ms a run, mixes \
+             and write workloads {} ms a phase after a {} ms warm-up, latency {} ms a repetition, \
+             write scaling {} ms a run |",
             info.elapsed.as_secs_f64(),
             self.plan.repeats,
             self.plan.go_time.as_millis(),

@@ -1,9 +1,10 @@
 //! The workloads, shared word for word by the criterion bench `benches/go_workloads.rs` (which
 //! includes this file with `#[path]`) and the `dualmap-bench` harness: the maps under test
 //! behind one trait ([`BenchMap`]), Go's 24 `sync.Map` benchmark workloads ([`GoWorkload`],
-//! [`run_go`]), the mixed workloads ([`Mix`], [`run_mix`]), the write workloads
-//! ([`WriteLoad`], [`run_write_load`]), the timed phases they share ([`run_phase`],
-//! [`median_phase`]) and the write-scaling benchmark ([`run_write_scaling`]).
+//! [`run_go`]), the mixed workloads ([`Mix`], [`mix_phase`]), the write workloads
+//! ([`WriteLoad`], [`write_load_phase`]), the timed phases they share ([`run_phase`], and
+//! [`interleaved_medians`], which runs several maps' phases in turn) and the write-scaling
+//! benchmark ([`run_write_scaling`]).
 //!
 //! Keys and values are `u64`; every map hashes with `ahash::RandomState`. Every runner is
 //! generic over the map type, so the per-operation code is monomorphised for each map (no
@@ -1433,24 +1434,62 @@ pub fn run_phase<T: Send>(
     })
 }
 
-/// An untimed warm-up phase of `warm_up` (skipped if zero), then `repeats` timed phases of
-/// `duration`; returns the phase of median throughput, robust to a phase that another process
-/// on the machine interrupted. `phase(duration, number)` runs one phase; the warm-up is
-/// number 1.
-pub fn median_phase(
+/// One contender's timed phase, as [`interleaved_medians`] runs it: `phase(duration, number)`
+/// runs for `duration`; `number` varies the contender's random choices from phase to phase
+/// (the warm-up is number 1).
+pub type Phase<'a> = Box<dyn FnMut(Duration, u64) -> Throughput + 'a>;
+
+/// Runs `rounds` rounds of one `run(contender, round)` per contender, in turn, each round
+/// starting one contender later than the round before; returns each contender's results in
+/// round order. Every comparison of maps in this harness measures them so.
+///
+/// In turn, not one contender's runs after another's: this project's shared machines change
+/// speed for seconds to minutes at a time (dashmap's churn on two threads ran at 17 or at 44
+/// M/s in runs minutes apart), and one contender measured whole in a fast spell against
+/// another measured whole in a slow one gives a ratio of the spells, not of the maps. In turn,
+/// a spell that lasts a round slows every contender's run of that round alike, and the
+/// rotation keeps any contender from always running right after the same other one.
+pub fn in_turn<T>(
+    contenders: usize,
+    rounds: usize,
+    mut run: impl FnMut(usize, usize) -> T,
+) -> Vec<Vec<T>> {
+    let mut results: Vec<Vec<T>> = (0..contenders)
+        .map(|_| Vec::with_capacity(rounds))
+        .collect();
+    for round in 0..rounds {
+        for turn in 0..contenders {
+            let contender = (round + turn) % contenders;
+            results[contender].push(run(contender, round));
+        }
+    }
+    results
+}
+
+/// Measures contenders side by side: an untimed warm-up phase of `warm_up` for each (skipped
+/// if zero), then `repeats` timed phases of `duration` each, run [`in_turn`]; returns each
+/// contender's phase of median throughput, in the order given, robust to a phase that
+/// another process on the machine interrupted.
+pub fn interleaved_medians(
+    phases: &mut [Phase<'_>],
     warm_up: Duration,
     duration: Duration,
     repeats: usize,
-    mut phase: impl FnMut(Duration, u64) -> Throughput,
-) -> Throughput {
+) -> Vec<Throughput> {
     if !warm_up.is_zero() {
-        phase(warm_up, 1);
+        for phase in phases.iter_mut() {
+            phase(warm_up, 1);
+        }
     }
-    let mut phases: Vec<Throughput> = (0..repeats.max(1) as u64)
-        .map(|number| phase(duration, 2 + number))
-        .collect();
-    phases.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
-    phases.swap_remove(phases.len() / 2)
+    in_turn(phases.len(), repeats.max(1), |contender, round| {
+        phases[contender](duration, 2 + round as u64)
+    })
+    .into_iter()
+    .map(|mut phases| {
+        phases.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+        phases.swap_remove(phases.len() / 2)
+    })
+    .collect()
 }
 
 /// Sums the operations of the workers of one phase and takes the wall time from the first
@@ -1557,35 +1596,55 @@ fn mix_thread<M: BenchMap, C: OpClock>(
     }
 }
 
-/// Runs `mix` on `map` (which must hold exactly the keys `0..keys.size`) with `threads`
-/// threads: an untimed warm-up of `warm_up`, then `repeats` timed phases of `duration` each,
-/// and returns the phase of median throughput. Keys left over by the mix's inserts are
-/// removed after each phase (untimed), so the map holds `0..keys.size` again and can be
-/// reused for the next configuration.
+/// The phase of a mix on a map that the phase owns: `(mix, keys, threads, duration, number)`.
+type OwnedMixPhase = Box<dyn Fn(Mix, &KeyStreams, usize, Duration, u64) -> Throughput>;
+
+/// A prefilled map of any type, for the mixes of several maps measured side by side
+/// ([`interleaved_medians`]): each type's timed loop stays generic, only the call of a phase
+/// is dynamic.
+pub struct MixTarget {
+    /// False for the frozen `HashMap`, which runs only read-only mixes.
+    pub writes: bool,
+    phase: OwnedMixPhase,
+}
+
+impl MixTarget {
+    /// A map of type `kind` holding `0..size` (see [`prefilled`]).
+    pub fn prefilled(kind: MapKind, size: u64) -> Self {
+        with_map_type!(kind, M => {
+            let map = prefilled::<M>(size);
+            Self {
+                writes: M::WRITES,
+                phase: Box::new(move |mix, keys, threads, duration, number| {
+                    mix_phase(&map, mix, keys, threads, duration, number, || ()).0
+                }),
+            }
+        })
+    }
+
+    /// One timed phase of `mix` on this map (see [`mix_phase`]), without the clocks.
+    pub fn phase(
+        &self,
+        mix: Mix,
+        keys: &KeyStreams,
+        threads: usize,
+        duration: Duration,
+        number: u64,
+    ) -> Throughput {
+        (self.phase)(mix, keys, threads, duration, number)
+    }
+}
+
+/// One timed phase of `mix` on `map` (which must hold exactly the keys `0..keys.size`) with
+/// `threads` threads, and a fresh clock from `clock` on each worker; returns the phase's
+/// throughput and the workers' clocks. `number` varies the workers' random choices from
+/// phase to phase. Keys left over by the mix's inserts are removed after the phase
+/// (untimed), so the map holds `0..keys.size` again and serves the next phase or
+/// configuration.
 ///
 /// # Panics
 /// If `keys` serves fewer than `threads` threads, if the map is read-only and the mix
 /// writes, or if a read of a prefilled key missed (the map adapter would be wrong).
-pub fn run_mix<M: BenchMap>(
-    map: &M,
-    mix: Mix,
-    keys: &KeyStreams,
-    threads: usize,
-    warm_up: Duration,
-    duration: Duration,
-    repeats: usize,
-) -> Throughput {
-    median_phase(warm_up, duration, repeats, |duration, number| {
-        mix_phase(map, mix, keys, threads, duration, number, || ()).0
-    })
-}
-
-/// One timed phase of `mix` (see [`run_mix`]) with a fresh clock from `clock` on each
-/// worker; returns the phase's throughput and the workers' clocks. `number` varies the
-/// workers' random choices from phase to phase.
-///
-/// # Panics
-/// As [`run_mix`].
 pub fn mix_phase<M: BenchMap, C: OpClock>(
     map: &M,
     mix: Mix,
@@ -1677,56 +1736,47 @@ impl WriteLoad {
     }
 }
 
-/// Runs `load` with `threads` threads on a map of type `M`: an untimed warm-up of `warm_up`,
-/// then `repeats` timed phases of `duration`; returns the phase of median throughput.
-/// `keys` is the size of the prefilled map of `overwrite-disjoint` and `churn` (settled, and
-/// holding exactly `0..keys` again after each phase); `grow` starts every phase on a fresh
-/// empty map.
+/// The timed phase of `load` with `threads` threads on a map of type `M`, for
+/// [`interleaved_medians`]. `keys` is the size of the prefilled map of `overwrite-disjoint`
+/// and `churn`, which the phase owns (settled, and holding exactly `0..keys` again after each
+/// phase); `grow` starts every phase on a fresh empty map.
 ///
 /// # Panics
-/// If `M` is read-only, if `keys` is smaller than `threads`, or if a churn read of a
-/// prefilled key missed.
-pub fn run_write_load<M: BenchMap>(
+/// If `M` is read-only, or if `keys` is smaller than `threads`; the phase panics if a churn
+/// read of a prefilled key missed.
+pub fn write_load_phase<M: BenchMap + 'static>(
     load: WriteLoad,
     keys: u64,
     threads: usize,
-    warm_up: Duration,
-    duration: Duration,
-    repeats: usize,
-) -> Throughput {
+) -> Phase<'static> {
     assert!(M::WRITES, "the frozen map cannot be written");
     assert!(keys >= threads as u64, "fewer keys than threads");
     match load {
-        WriteLoad::Grow => median_phase(warm_up, duration, repeats, |duration, _| {
+        WriteLoad::Grow => Box::new(move |duration, _| {
             let map = M::with_capacity(0);
             let outcome = grow_phase(&map, threads, duration);
             drop(map);
             outcome
         }),
-        WriteLoad::OverwriteDisjoint | WriteLoad::Churn => {
-            let map = &prefilled::<M>(keys);
-            median_phase(warm_up, duration, repeats, |duration, number| {
-                if load == WriteLoad::Churn {
-                    churn_phase(map, keys, threads, duration, number)
-                } else {
-                    overwrite_phase(map, keys, threads, duration, number)
-                }
-            })
+        WriteLoad::OverwriteDisjoint => {
+            let map = prefilled::<M>(keys);
+            Box::new(move |duration, number| overwrite_phase(&map, keys, threads, duration, number))
+        }
+        WriteLoad::Churn => {
+            let map = prefilled::<M>(keys);
+            Box::new(move |duration, number| churn_phase(&map, keys, threads, duration, number))
         }
     }
 }
 
-/// [`run_write_load`] for the map `kind`.
-pub fn run_write_load_kind(
+/// [`write_load_phase`] for the map `kind`.
+pub fn write_load_phase_kind(
     kind: MapKind,
     load: WriteLoad,
     keys: u64,
     threads: usize,
-    warm_up: Duration,
-    duration: Duration,
-    repeats: usize,
-) -> Throughput {
-    with_map_type!(kind, M => run_write_load::<M>(load, keys, threads, warm_up, duration, repeats))
+) -> Phase<'static> {
+    with_map_type!(kind, M => write_load_phase::<M>(load, keys, threads))
 }
 
 /// A uniform random number in `0..n`.
@@ -1977,6 +2027,34 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_medians_take_turns_and_keep_each_contenders_median() {
+        let calls = std::cell::RefCell::new(Vec::new());
+        // Contender `c`'s phase `number` does `10 * c + number` operations in a second, so
+        // its phases' throughputs are distinct and its median is its middle phase.
+        let mut phases: Vec<Phase<'_>> = (0..3u64)
+            .map(|contender| -> Phase<'_> {
+                let calls = &calls;
+                Box::new(move |_, number| {
+                    calls.borrow_mut().push((contender, number));
+                    Throughput {
+                        ops: 10 * contender + number,
+                        wall: Duration::from_secs(1),
+                    }
+                })
+            })
+            .collect();
+        let medians = interleaved_medians(&mut phases, Duration::from_millis(1), Duration::ZERO, 3);
+        drop(phases);
+        let calls = calls.into_inner();
+        let order: Vec<u64> = calls.iter().map(|&(contender, _)| contender).collect();
+        // Warm-ups first, then rounds that start one contender later each time.
+        assert_eq!(order, [0, 1, 2, 0, 1, 2, 1, 2, 0, 2, 0, 1]);
+        assert!(calls[..3].iter().all(|&(_, number)| number == 1));
+        let ops: Vec<u64> = medians.iter().map(|median| median.ops).collect();
+        assert_eq!(ops, [3, 13, 23], "the middle of phases 2, 3 and 4");
+    }
+
+    #[test]
     fn mixes_leave_exactly_the_prefilled_keys() {
         let keys = KeyStreams::new(100, Dist::Zipf, 2);
         for kind in [
@@ -1988,23 +2066,32 @@ mod tests {
             with_map_type!(kind, M => {
                 let map = prefilled::<M>(100);
                 for mix in Mix::ALL {
-                    let outcome =
-                        run_mix(&map, mix, &keys, 2, Duration::from_millis(1), Duration::from_millis(3), 2);
+                    let (outcome, _) = mix_phase(&map, mix, &keys, 2, Duration::from_millis(3), 2, || ());
                     assert!(outcome.ops > 0);
                     assert_eq!(key_set(&map), (0..100).collect::<Vec<_>>(), "{} {}", kind.name(), mix.name());
                 }
             });
         }
-        let frozen = prefilled::<Frozen>(100);
-        run_mix(
-            &frozen,
-            Mix::ReadOnly,
-            &keys,
-            2,
-            Duration::ZERO,
-            Duration::from_millis(2),
-            1,
+        // Side by side, through `MixTarget`, the frozen map with the rest on a read-only mix.
+        let targets: Vec<MixTarget> = MapKind::ALL
+            .iter()
+            .map(|&kind| MixTarget::prefilled(kind, 100))
+            .collect();
+        assert!(
+            targets.iter().any(|target| !target.writes),
+            "the frozen map reads only"
         );
+        let mut phases: Vec<Phase<'_>> = targets
+            .iter()
+            .map(|target| -> Phase<'_> {
+                let keys = &keys;
+                Box::new(move |duration, number| {
+                    target.phase(Mix::ReadOnly, keys, 2, duration, number)
+                })
+            })
+            .collect();
+        let medians = interleaved_medians(&mut phases, Duration::ZERO, Duration::from_millis(2), 1);
+        assert!(medians.iter().all(|median| median.ops > 0));
     }
 
     #[test]
@@ -2014,15 +2101,8 @@ mod tests {
                 continue;
             }
             for load in WriteLoad::ALL {
-                let outcome = run_write_load_kind(
-                    kind,
-                    load,
-                    64,
-                    2,
-                    Duration::from_millis(1),
-                    Duration::from_millis(2),
-                    2,
-                );
+                let mut phase = write_load_phase_kind(kind, load, 64, 2);
+                let outcome = phase(Duration::from_millis(2), 2);
                 assert!(outcome.ops > 0, "{} {}", kind.name(), load.name());
             }
             with_map_type!(kind, M => {
