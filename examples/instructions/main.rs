@@ -7,12 +7,15 @@
 //! cargo run --release --example instructions -- --sizes 1000,50000
 //! cargo run --release --example instructions -- --quick           # a check that all cases run
 //! cargo run --release --example instructions -- --csv cost.csv    # also write the numbers as CSV
+//! cargo run --release --example instructions -- --breakdown dualmap --sizes 1000  # where they go
 //! ```
 //!
 //! Flags: `--sizes N,...` the map sizes (default 1000,1000000); `--quick` sizes 1000 and
 //! 10000 with 2,000 operations per case instead of 100,000 (for CI: it checks only that every
 //! case runs); `--csv PATH` also writes `map,operation,keys,ops,instructions,lines` rows, the
-//! costs per operation of the table (`ops`: how many operations were counted).
+//! costs per operation of the table (`ops`: how many operations were counted); `--breakdown
+//! MAP` splits each of MAP's operations' instructions by the part of the code that runs them
+//! (`breakdown.rs`; it also needs binutils' `addr2line`) instead of printing the table.
 //!
 //! The program re-runs itself under `valgrind --tool=callgrind --cache-sim=yes` once per
 //! (map, size), as many at a time as the machine has cores. That run builds the map once
@@ -81,6 +84,8 @@
 //! `parking_lot::RwLock` and a `std::sync::Mutex` around a `HashMap`, papaya (pinned per
 //! operation, as a user would), scc, and a `HashMap` nobody writes (reads and `iterate`
 //! only), the floor for reads.
+
+mod breakdown;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -728,9 +733,9 @@ struct Case {
 }
 
 impl Case {
-    /// Runs the case under callgrind and reads the cost of each of its operations, in the
-    /// order of `operations(self.map)`; the error says why it failed.
-    fn count(&self, ops: u64) -> Result<Vec<Cost>, String> {
+    /// Runs the case under callgrind, with `extra` options, and returns its profiles: one per
+    /// operation, in the order of `operations(self.map)`; the error says why it failed.
+    fn profiles(&self, ops: u64, extra: &[&str]) -> Result<Vec<String>, String> {
         let me = std::env::current_exe().map_err(|error| format!("own path: {error}"))?;
         let out = std::env::temp_dir().join(format!(
             "instructions-{}-{}-{}.callgrind",
@@ -741,6 +746,7 @@ impl Case {
         let output = Command::new("valgrind")
             .args(["--tool=callgrind", "--cache-sim=yes"])
             .args(CACHES)
+            .args(extra)
             .arg(format!("--callgrind-out-file={}", out.display()))
             .arg(format!("--zero-before={MEASURED}"))
             .arg(format!("--dump-after={MEASURED}"))
@@ -764,7 +770,14 @@ impl Case {
                 operations.len()
             ));
         }
-        operations
+        Ok(dumps)
+    }
+
+    /// Runs the case under callgrind and reads the cost of each of its operations, in the
+    /// order of `operations(self.map)`; the error says why it failed.
+    fn count(&self, ops: u64) -> Result<Vec<Cost>, String> {
+        let dumps = self.profiles(ops, &[])?;
+        operations(self.map)
             .iter()
             .zip(&dumps)
             .map(|(operation, dump)| {
@@ -861,9 +874,12 @@ struct Options {
     sizes: Vec<u64>,
     ops: u64,
     csv: Option<String>,
+    /// The map whose operations `--breakdown` splits, instead of counting every map.
+    breakdown: Option<String>,
 }
 
 const USAGE: &str = "usage: instructions [--quick] [--sizes N,...] [--csv PATH]
+       instructions [--quick] [--sizes N,...] --breakdown MAP   (where MAP's instructions go)
        instructions MAP KEYS [OPS]   (one map's operations, run directly; what callgrind runs)";
 
 fn usage_error(message: &str) -> ! {
@@ -875,6 +891,7 @@ fn parse_options(args: &[String]) -> Options {
     let mut quick = false;
     let mut sizes = None;
     let mut csv = None;
+    let mut breakdown = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -895,6 +912,15 @@ fn parse_options(args: &[String]) -> Options {
                         .unwrap_or_else(|| usage_error("--csv needs a path")),
                 );
             }
+            "--breakdown" => {
+                let map = args
+                    .next()
+                    .unwrap_or_else(|| usage_error("--breakdown needs a map"));
+                if !MAPS.contains(&map.as_str()) {
+                    usage_error(&format!("unknown map {map}; one of {MAPS:?}"));
+                }
+                breakdown = Some(map.clone());
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 exit(0)
@@ -911,11 +937,12 @@ fn parse_options(args: &[String]) -> Options {
         sizes: sizes.unwrap_or(default_sizes.to_vec()),
         ops,
         csv: csv.cloned(),
+        breakdown,
     }
 }
 
-/// Counts every case under callgrind and prints the table (and writes the CSV).
-fn count_and_report(options: Options) {
+/// Exits with an error unless valgrind runs.
+fn require_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!(
             "error: valgrind not found: this program counts with valgrind's callgrind \
@@ -923,7 +950,14 @@ fn count_and_report(options: Options) {
         );
         exit(1);
     }
-    let Options { sizes, ops, csv } = options;
+}
+
+/// Counts every case under callgrind and prints the table (and writes the CSV).
+fn count_and_report(options: Options) {
+    require_valgrind();
+    let Options {
+        sizes, ops, csv, ..
+    } = options;
     // The loop costs the same at every size: count it once.
     let mut cases = vec![Case {
         map: LOOP,
@@ -1014,6 +1048,73 @@ fn count_and_report(options: Options) {
     }
 }
 
+/// Prints where each of `map`'s operations' instructions go at each size (`breakdown.rs`):
+/// the parts that run at least 1% of them, largest first, then the rest. Checks that the
+/// parts add up to callgrind's total for the operation.
+fn report_breakdown(map: &str, sizes: &[u64], ops: u64) {
+    require_valgrind();
+    let fail = |message: String| -> ! {
+        eprintln!("error: {message}");
+        exit(1)
+    };
+    let me = std::env::current_exe().unwrap_or_else(|error| fail(format!("own path: {error}")));
+    let me = me.to_string_lossy();
+    let map = MAPS
+        .into_iter()
+        .find(|&known| known == map)
+        .expect("checked by `parse_options`");
+    for &keys in sizes {
+        let case = Case { map, keys };
+        let dumps = case
+            .profiles(ops, &["--dump-instr=yes"])
+            .unwrap_or_else(|error| fail(format!("{map} at {keys} keys: {error}")));
+        let profiles: Vec<breakdown::Profile> = dumps
+            .iter()
+            .map(|dump| breakdown::parse(dump, &me))
+            .collect();
+        let frames = breakdown::frames(&me, breakdown::addresses(profiles.iter()).into_iter())
+            .unwrap_or_else(|error| fail(error));
+        for ((operation, dump), profile) in operations(map).into_iter().zip(&dumps).zip(&profiles) {
+            let parts = breakdown::by_part(profile, &frames, map);
+            let total: u64 = parts.iter().map(|(_, instructions)| instructions).sum();
+            if totals(dump, ["Ir"]) != Some([total]) {
+                fail(format!(
+                    "{map} {} at {keys} keys: the parts add up to {total} instructions, \
+                     callgrind's total is {:?}",
+                    operation.name(),
+                    totals(dump, ["Ir"])
+                ));
+            }
+            let counted = operation.counted(keys, ops) as f64;
+            println!(
+                "{map} {} at {keys} keys: {:.1} instructions an operation",
+                operation.name(),
+                total as f64 / counted
+            );
+            let (shown, rest): (Vec<_>, Vec<_>) = parts
+                .iter()
+                .partition(|(_, instructions)| *instructions * 100 >= total);
+            for (part, instructions) in &shown {
+                let share = *instructions as f64 * 100.0 / total as f64;
+                println!(
+                    "{:>9.1} {share:>4.0}%  {part}",
+                    *instructions as f64 / counted
+                );
+            }
+            let rest_total: u64 = rest.iter().map(|(_, instructions)| instructions).sum();
+            if !rest.is_empty() {
+                println!(
+                    "{:>9.1} {:>4.0}%  the rest ({} parts under 1% each)",
+                    rest_total as f64 / counted,
+                    rest_total as f64 * 100.0 / total as f64,
+                    rest.len()
+                );
+            }
+            println!();
+        }
+    }
+}
+
 /// The direct-run mode, `MAP KEYS [OPS]`: checks the arguments and measures that map.
 fn run_one(args: &[String]) {
     let (map, keys, ops) = match args {
@@ -1036,6 +1137,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first() {
         Some(first) if !first.starts_with('-') => run_one(&args),
-        _ => count_and_report(parse_options(&args)),
+        _ => {
+            let options = parse_options(&args);
+            match &options.breakdown {
+                Some(map) => report_breakdown(map, &options.sizes, options.ops),
+                None => count_and_report(options),
+            }
+        }
     }
 }
