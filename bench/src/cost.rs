@@ -1,4 +1,4 @@
-//! The `cost` part: the cost model of `examples/instructions.rs` (valgrind callgrind:
+//! The `cost` part: the cost model of `examples/instructions/` (valgrind callgrind:
 //! instructions and L1 data read misses per operation, single-threaded, at a small and a large
 //! map size), run as a child process and read back from its CSV file, so that its figures
 //! stand in the same report as the timings.
