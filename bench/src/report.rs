@@ -1307,7 +1307,8 @@ impl<'a> Generated<'a> {
         let _ = writeln!(
             out,
             "| time | {:.0} s of benchmarking; every number is the median of {} measurements, the \
-             maps of a comparison measured in turn: Go workloads calibrated to {} ms a run, mixes \
+             maps of a comparison measured in turn (but for Go's calibration runs, one of the \
+             measurements, and write scaling): Go workloads calibrated to {} ms a run, mixes \
              and write workloads {} ms a phase after a {} ms warm-up, latency {} ms a repetition, \
              write scaling {} ms a run |",
             info.elapsed.as_secs_f64(),

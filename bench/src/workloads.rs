@@ -1441,14 +1441,17 @@ pub type Phase<'a> = Box<dyn FnMut(Duration, u64) -> Throughput + 'a>;
 
 /// Runs `rounds` rounds of one `run(contender, round)` per contender, in turn, each round
 /// starting one contender later than the round before; returns each contender's results in
-/// round order. Every comparison of maps in this harness measures them so.
+/// round order. The harness's comparisons of maps measure them so: Go's workloads (after
+/// each map's calibration run), the mixes, the write workloads and the latency part; the
+/// write-scaling part compares each map with itself and runs one map after another.
 ///
 /// In turn, not one contender's runs after another's: this project's shared machines change
 /// speed for seconds to minutes at a time (dashmap's churn on two threads ran at 17 or at 44
 /// M/s in runs minutes apart), and one contender measured whole in a fast spell against
 /// another measured whole in a slow one gives a ratio of the spells, not of the maps. In turn,
-/// a spell that lasts a round slows every contender's run of that round alike, and the
-/// rotation keeps any contender from always running right after the same other one.
+/// a spell that lasts a round slows every contender's run of that round alike; the rotation
+/// keeps any contender from always running first, right after a warm-up or another
+/// comparison (each still follows the same neighbour, but for the round it starts).
 pub fn in_turn<T>(
     contenders: usize,
     rounds: usize,

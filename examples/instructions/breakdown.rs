@@ -5,11 +5,11 @@
 //! Callgrind counts every instruction at its address (`--dump-instr=yes`); `addr2line`
 //! (binutils) names the functions, inlined ones included, that each address of this program
 //! belongs to; each instruction goes to the innermost of them that is one of the map's own
-//! functions (`dualmap::...`, for dualmap), or to `arc_swap` if an `arc_swap` function comes
-//! first (dualmap's snapshot guards), or to the benchmark loop. What none of those reaches
-//! (a function of a dependency that was not inlined, such as hashbrown's insert) goes to
-//! that function, and what runs in another object (glibc's `malloc` and `free`) to its
-//! function there.
+//! functions (`dualmap::...` for dualmap; the lock's and `HashMap`'s for the lock-based maps:
+//! `own_paths`), or to `arc_swap` if an `arc_swap` function comes first (dualmap's snapshot
+//! guards), or to the benchmark loop. What none of those reaches (a function of a dependency
+//! that was not inlined, such as hashbrown's insert under dualmap) goes to that function, and
+//! what runs in another object (glibc's `malloc` and `free`) to its function there.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -26,7 +26,8 @@ pub(crate) struct Profile {
 /// Reads a callgrind profile written with `--dump-instr=yes`: each cost line's first column
 /// (`Ir`, callgrind's first event) at its address, in the object current at that line. The
 /// line after a `calls=` line is the inclusive cost of a call, counted where the callee's own
-/// lines are, so it is skipped (its position still counts for the next relative one).
+/// lines are, so it is skipped; callgrind's writer does not take its position as the base of
+/// the next relative one either (`fprint_jcc` in its `dump.c`).
 pub(crate) fn parse(profile: &str, program: &str) -> Profile {
     let mut names: HashMap<(&str, &str), &str> = HashMap::new();
     let mut object = "";
@@ -50,10 +51,10 @@ pub(crate) fn parse(profile: &str, program: &str) -> Profile {
         let Some(position) = columns.next().and_then(|first| position(first, address)) else {
             continue;
         };
-        address = position;
         if std::mem::take(&mut call_cost_follows) {
             continue;
         }
+        address = position;
         // The columns after the address: its source line, then the costs, `Ir` first.
         let instructions: u64 = columns.nth(1).and_then(|ir| ir.parse().ok()).unwrap_or(0);
         if object == program {
@@ -161,10 +162,24 @@ pub(crate) fn frames(
     Ok(frames)
 }
 
+/// Where the code of `map` lives: the paths of its own functions, and of the locks and
+/// tables the lock-based maps are made of.
+fn own_paths(map: &str) -> &'static [&'static str] {
+    const HASH_MAP: [&str; 2] = ["std::collections::hash::map::", "hashbrown::"];
+    match map {
+        "dualmap" | "dualmap-reader" => &["dualmap::"],
+        "dashmap" => &["dashmap::"],
+        "papaya" => &["papaya::"],
+        "scc" => &["scc::"],
+        "rwlock-hashmap" => &["lock_api::", "parking_lot::", HASH_MAP[0], HASH_MAP[1]],
+        "mutex-hashmap" => &["std::sync::", HASH_MAP[0], HASH_MAP[1]],
+        _ => &HASH_MAP,
+    }
+}
+
 /// The part of the program an instruction with the inlined call chain `frames` (innermost
 /// first) is counted to, for a profile of `map`.
 fn part(frames: &[String], map: &str) -> String {
-    let own = format!("{}::", map.split('-').next().unwrap_or(map));
     for frame in frames {
         let frame = without_generics(frame);
         // A trait method, `<Type as Trait>::method`: the benchmark's adapter if the trait is
@@ -183,7 +198,12 @@ fn part(frames: &[String], map: &str) -> String {
         if map.starts_with("dualmap") && frame.starts_with("arc_swap::") {
             return "arc_swap (the snapshot guard)".into();
         }
-        if let Some(function) = frame.strip_prefix(&own) {
+        if let Some(path) = own_paths(map).iter().find(|path| frame.starts_with(**path)) {
+            // A map's own crate goes without its name; a std or lock type keeps its path.
+            let function = match map {
+                "dualmap" | "dualmap-reader" | "dashmap" | "papaya" | "scc" => &frame[path.len()..],
+                _ => &frame[..],
+            };
             return function.to_string();
         }
     }
@@ -247,7 +267,7 @@ mod tests {
     fn reads_compressed_names_relative_addresses_and_skips_call_costs() {
         let profile = "events: Ir D1mr\n\
                        ob=(1) /bin/me\nfn=(1) f\n0x10 3 5 1\n+2 4 7\n\
-                       cob=(2) /lib/libc.so.6\ncfn=(2) malloc\ncalls=1 0x99 0\n* 4 100\n\
+                       cob=(2) /lib/libc.so.6\ncfn=(2) malloc\ncalls=1 0x99 0\n0x50 4 100\n\
                        -1 5 2\nob=(2)\nfn=(2)\n0x99 0 40\n";
         let parsed = parse(profile, "/bin/me");
         assert_eq!(parsed.own.get(&0x10), Some(&5));
@@ -300,5 +320,22 @@ mod tests {
         let adapter =
             frames(&["<dualmap::map::DualMap<u64,u64> as instructions::Map>::getter::{{closure}}"]);
         assert_eq!(part(&adapter, "dualmap"), "the benchmark loop");
+        let std_map = frames(&[
+            "hashbrown::raw::RawTableInner::find_inner",
+            "std::collections::hash::map::HashMap<K,V,S>::get",
+            "<instructions::RwLockMap as instructions::Map>::getter::{{closure}}",
+        ]);
+        assert_eq!(
+            part(&std_map, "rwlock-hashmap"),
+            "hashbrown::raw::RawTableInner::find_inner"
+        );
+        let lock = frames(&[
+            "lock_api::rwlock::RwLock<R,T>::read",
+            "<instructions::RwLockMap as instructions::Map>::getter::{{closure}}",
+        ]);
+        assert_eq!(
+            part(&lock, "rwlock-hashmap"),
+            "lock_api::rwlock::RwLock::read"
+        );
     }
 }
