@@ -6,7 +6,7 @@
 //! (binutils) names the functions, inlined ones included, that each address of this program
 //! belongs to; each instruction goes to the innermost of them that is one of the map's own
 //! functions (`dualmap::...` for dualmap; the lock's and `HashMap`'s for the lock-based maps:
-//! `own_paths`), or to `arc_swap` if an `arc_swap` function comes first (dualmap's snapshot
+//! `code_of`), or to `arc_swap` if an `arc_swap` function comes first (dualmap's snapshot
 //! guards), or to the benchmark loop. What none of those reaches (a function of a dependency
 //! that was not inlined, such as hashbrown's insert under dualmap) goes to that function, and
 //! what runs in another object (glibc's `malloc` and `free`) to its function there.
@@ -162,18 +162,25 @@ pub(crate) fn frames(
     Ok(frames)
 }
 
-/// Where the code of `map` lives: the paths of its own functions, and of the locks and
-/// tables the lock-based maps are made of.
-fn own_paths(map: &str) -> &'static [&'static str] {
+/// Where the code of a map lives.
+enum Code {
+    /// A crate of its own, whose name its parts go without.
+    Crate(&'static str),
+    /// The lock's and `HashMap`'s paths of a lock-based map, which its parts keep.
+    Paths(&'static [&'static str]),
+}
+
+/// Where the code of `map` lives.
+fn code_of(map: &str) -> Code {
     const HASH_MAP: [&str; 2] = ["std::collections::hash::map::", "hashbrown::"];
     match map {
-        "dualmap" | "dualmap-reader" => &["dualmap::"],
-        "dashmap" => &["dashmap::"],
-        "papaya" => &["papaya::"],
-        "scc" => &["scc::"],
-        "rwlock-hashmap" => &["lock_api::", "parking_lot::", HASH_MAP[0], HASH_MAP[1]],
-        "mutex-hashmap" => &["std::sync::", HASH_MAP[0], HASH_MAP[1]],
-        _ => &HASH_MAP,
+        "dualmap" | "dualmap-reader" => Code::Crate("dualmap::"),
+        "dashmap" => Code::Crate("dashmap::"),
+        "papaya" => Code::Crate("papaya::"),
+        "scc" => Code::Crate("scc::"),
+        "rwlock-hashmap" => Code::Paths(&["lock_api::", "parking_lot::", HASH_MAP[0], HASH_MAP[1]]),
+        "mutex-hashmap" => Code::Paths(&["std::sync::", HASH_MAP[0], HASH_MAP[1]]),
+        _ => Code::Paths(&HASH_MAP),
     }
 }
 
@@ -198,13 +205,17 @@ fn part(frames: &[String], map: &str) -> String {
         if map.starts_with("dualmap") && frame.starts_with("arc_swap::") {
             return "arc_swap (the snapshot guard)".into();
         }
-        if let Some(path) = own_paths(map).iter().find(|path| frame.starts_with(**path)) {
-            // A map's own crate goes without its name; a std or lock type keeps its path.
-            let function = match map {
-                "dualmap" | "dualmap-reader" | "dashmap" | "papaya" | "scc" => &frame[path.len()..],
-                _ => &frame[..],
-            };
-            return function.to_string();
+        match code_of(map) {
+            Code::Crate(root) => {
+                if let Some(function) = frame.strip_prefix(root) {
+                    return function.to_string();
+                }
+            }
+            Code::Paths(paths) => {
+                if paths.iter().any(|path| frame.starts_with(path)) {
+                    return frame;
+                }
+            }
         }
     }
     frames
