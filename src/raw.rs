@@ -337,6 +337,9 @@ impl<K, V> RawMap<K, V> {
         } = held;
         let Some(record) = displaced.record else {
             // Nothing to retire: the `Ref` keeps the entry, if the operation holds a share.
+            // Apart from the other case, not one `Held` built for both from a `match` on the
+            // record: that form cost an overwrite 298.2 and a remove 203.3 instructions in the
+            // cost model (1k keys), against 293.2 and 175.3.
             let shown = Held {
                 snapshot,
                 entry,
